@@ -1,0 +1,202 @@
+"""Image loading and the processor's geometry.
+
+Loading turns whatever a user has (a path, a PIL image, a numpy array) into an upright RGB
+``PIL.Image``: EXIF orientation applied, every Pillow mode converted the way a person would
+expect (transparency onto white, 16-bit scaled, CMYK through Pillow's conversion), and
+unreadable files reported by path with a hint.
+
+``CropGeometry`` records exactly what a CLIP-family image processor does to an image (resize, then
+centre crop) so that a map over the crop's patch grid can be put back onto the original photo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ImageLoadError(ValueError):
+    """An input could not be turned into an RGB image."""
+
+
+def load_image(source) -> Image.Image:
+    """Return ``source`` as an upright RGB ``PIL.Image``.
+
+    ``source`` may be a path (str or ``Path``), a ``PIL.Image`` or a numpy array (``[H, W]``,
+    ``[H, W, 1|3|4]``; uint8, uint16, or floats in [0, 1]).
+    """
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source))
+    if isinstance(source, (str, os.PathLike)):
+        return _to_rgb(_open_path(Path(source)))
+    if isinstance(source, np.ndarray):
+        return _to_rgb(_from_array(source))
+    raise ImageLoadError(
+        f"cannot use an object of type {type(source).__name__} as an image: pass a file path, "
+        "a PIL.Image or a numpy array of shape [H, W] or [H, W, C]"
+    )
+
+
+def load_images(sources) -> list[Image.Image]:
+    """``load_image`` over one source or a list of them; always returns a list."""
+    images = [load_image(s) for s in as_list(sources)]
+    if not images:
+        raise ImageLoadError("no images were given: pass at least one image, path or array")
+    return images
+
+
+def image_files(folder) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted, by suffix."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageLoadError(f"{folder} is not a directory")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _open_path(path: Path) -> Image.Image:
+    if not path.exists():
+        raise ImageLoadError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, inside the try, so truncated files fail here
+            return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(
+            f"{path} is larger than Pillow's safety limit ({Image.MAX_IMAGE_PIXELS:,} pixels): {error}. "
+            "Downscale it first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from error
+    except UnidentifiedImageError as error:
+        raise ImageLoadError(f"{path} is not an image file Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path} could not be decoded (corrupt or truncated?): {error}") from error
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageLoadError(
+            f"an image array must have shape [H, W], [H, W, 3] or [H, W, 4] (channels last); got {array.shape}"
+        )
+    if array.size == 0:
+        raise ImageLoadError(f"the image array is empty (shape {array.shape})")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageLoadError("the image array contains NaN or infinite values")
+        array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
+    elif array.dtype == np.uint16:
+        array = array / 257.0 + 0.5
+    elif array.dtype == np.bool_:
+        array = array * 255
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise ImageLoadError(f"unsupported image array dtype {array.dtype}")
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB the way a person looking at the image would."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        # Transparent pixels have arbitrary colours underneath; show them as white, like a viewer does.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where the processor's square crop lies in the original (upright) image.
+
+    ``resized`` is the (width, height) after the processor's resize, ``crop_box`` the crop in
+    *original* pixel coordinates as floats (x0, y0, x1, y1).
+    """
+
+    original_size: tuple[int, int]
+    resized_size: tuple[int, int]
+    crop_size: tuple[int, int]
+    crop_box: tuple[float, float, float, float]
+
+    @classmethod
+    def from_processor(cls, processor, original_size: tuple[int, int]) -> "CropGeometry":
+        """Geometry of ``processor`` (or its ``image_processor``) applied to a ``(W, H)`` image."""
+        from transformers.image_transforms import get_resize_output_image_size
+
+        ip = getattr(processor, "image_processor", processor)
+        width, height = original_size
+        size = dict(ip.size) if ip.do_resize else {}
+        if not ip.do_resize:
+            new_h, new_w = height, width
+        elif size.get("shortest_edge"):
+            dummy = np.zeros((1, height, width), dtype=np.uint8)  # shape only; channels first
+            new_h, new_w = get_resize_output_image_size(
+                dummy, size=size["shortest_edge"], default_to_square=False, input_data_format="channels_first"
+            )
+        elif size.get("height") and size.get("width"):
+            new_h, new_w = size["height"], size["width"]  # Chinese-CLIP squashes to a square
+        else:
+            raise ValueError(f"clipviz does not know this processor's resize rule: size={size}")
+        if ip.do_center_crop:
+            crop_h, crop_w = ip.crop_size["height"], ip.crop_size["width"]
+        else:
+            crop_h, crop_w = new_h, new_w
+        top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+        return cls((width, height), (new_w, new_h), (crop_w, crop_h), box)
+
+    def grid_to_image(self, grid: np.ndarray) -> np.ndarray:
+        """Map a ``[h, w]`` grid over the crop onto the original image: ``[H, W]``, NaN outside the crop.
+
+        Each grid cell covers an equal part of the crop; values are bilinearly interpolated between
+        cell centres (edges clamp), evaluated at the centre of every original pixel.
+        """
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 2:
+            raise ValueError(f"grid must be 2-D [h, w], got shape {grid.shape}")
+        width, height = self.original_size
+        x0, y0, x1, y1 = self.crop_box
+        xs = (np.arange(width) + 0.5 - x0) / (x1 - x0)  # 0..1 across the crop
+        ys = (np.arange(height) + 0.5 - y0) / (y1 - y0)
+        rows = _interpolate_axis(grid, ys, axis=0)
+        image_map = _interpolate_axis(rows, xs, axis=1)
+        outside = (ys < 0) | (ys > 1)
+        image_map[outside, :] = np.nan
+        image_map[:, (xs < 0) | (xs > 1)] = np.nan
+        return image_map
+
+
+def _interpolate_axis(values: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` of cells centred at (i + 0.5) / n, edges clamped."""
+    n = values.shape[axis]
+    coords = np.clip(positions * n - 0.5, 0, n - 1)
+    low = np.floor(coords).astype(int)
+    high = np.minimum(low + 1, n - 1)
+    frac = coords - low
+    a, b = np.take(values, low, axis=axis), np.take(values, high, axis=axis)
+    shape = [1, 1]
+    shape[axis] = -1
+    return a + (b - a) * frac.reshape(shape)
+
+
+def as_list(sources) -> Sequence:
+    """One image-like source or a sequence of them, as a list (without loading)."""
+    if isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):
+        return [sources]
+    if isinstance(sources, Iterable):
+        return list(sources)
+    raise ImageLoadError(f"expected an image or a list of images, got {type(sources).__name__}")
