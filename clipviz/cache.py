@@ -31,7 +31,7 @@ _TOWER_SHORT_NAMES = {"embed": "hook_embed", "pooled": "hook_pooled", "embeds": 
 def expand_name(key) -> str:
     """The full hook name for a full name or a shorthand tuple."""
     if isinstance(key, str):
-        return key
+        return f"vision.{_TOWER_SHORT_NAMES[key]}" if key in _TOWER_SHORT_NAMES else key
     if not isinstance(key, tuple) or not key:
         raise KeyError(f"a cache key is a hook name or a tuple like ('pattern', 3, 'vision'); got {key!r}")
     short, *rest = key

@@ -132,8 +132,8 @@ class HookedCLIP:
     def context_length(self) -> int:
         """The longest text (in tokens, specials included) the text tower takes."""
         positions = self.model.config.text_config.max_position_embeddings
-        if self.family != "clip":
-            positions -= 2  # BERT/XLM-R configs reserve offsets for the padding index
+        if self.family == "altclip":
+            positions -= 2  # XLM-R position ids start after the padding index
         tokenizer_max = getattr(self.processor.tokenizer, "model_max_length", positions)
         return min(positions, tokenizer_max) if tokenizer_max else positions
 
@@ -244,7 +244,9 @@ class HookedCLIP:
     def _select_names(self, names_filter, towers: Sequence[str], layers) -> list[str]:
         if names_filter is None:
             names = [n for n in self._points if n.split(".")[0] in towers]
-        elif isinstance(names_filter, str) or callable(names_filter):
+        elif callable(names_filter):  # a predicate picks among the towers that run
+            names = [n for n in self._resolve_names(names_filter) if n.split(".")[0] in towers]
+        elif isinstance(names_filter, str):
             names = self._resolve_names(names_filter)
         else:
             names = [n for item in names_filter for n in self._resolve_names(item)]

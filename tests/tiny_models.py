@@ -29,7 +29,7 @@ VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_att
 TEXT = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
 
 
-def build_tiny(family: str, directory: Path, *, context: int = 16, seed: int = 0) -> Path:
+def build_tiny(family: str, directory: Path, *, context: int = 32, seed: int = 0) -> Path:
     """Save a tiny random ``family`` model and its processor into ``directory``."""
     from transformers import AltCLIPConfig, AltCLIPModel, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
 

@@ -1,0 +1,36 @@
+"""Golden hook names: the vocabulary notebooks teach is the same for every family."""
+
+
+def expected_names(tower: str, layers: int) -> list[str]:
+    names = [f"{tower}.hook_embed"]
+    for layer in range(layers):
+        names += [
+            f"{tower}.blocks.{layer}.hook_resid_pre",
+            f"{tower}.blocks.{layer}.attn.hook_pattern",
+            f"{tower}.blocks.{layer}.attn.hook_out",
+            f"{tower}.blocks.{layer}.hook_mlp_out",
+            f"{tower}.blocks.{layer}.hook_resid_post",
+        ]
+    return names + [f"{tower}.hook_pooled", f"{tower}.hook_embeds"]
+
+
+GOLDEN_TWO_LAYERS = expected_names("vision", 2) + expected_names("text", 2)
+
+
+def test_golden_hook_names(tiny_hooked, family):
+    model = tiny_hooked[family]
+    assert model.hook_names() == GOLDEN_TWO_LAYERS
+    assert model.hook_names("text") == expected_names("text", 2)
+    assert GOLDEN_TWO_LAYERS[:4] == [
+        "vision.hook_embed",
+        "vision.blocks.0.hook_resid_pre",
+        "vision.blocks.0.attn.hook_pattern",
+        "vision.blocks.0.attn.hook_out",
+    ]
+
+
+def test_every_point_fires_once_per_forward(tiny_hooked, family, photos, texts):
+    model = tiny_hooked[family]
+    out, cache = model.run_with_cache(images=photos, texts=texts)
+    assert list(cache) == GOLDEN_TWO_LAYERS
+    assert model.family == family

@@ -1,0 +1,80 @@
+"""Each family at its published checkpoint's architecture (random weights): save, load, encode, capture.
+
+So the Hub checkpoints work the day a user has network. Sizes are those of the config.json of
+openai/clip-vit-base-patch32, OFA-Sys/chinese-clip-vit-base-patch16 and BAAI/AltCLIP; only the
+vocabulary is the small locally built tokenizer's (the embedding table's size changes nothing else).
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import clipviz
+from clipviz.hooks import clipviz_hooks_on
+
+pytestmark = pytest.mark.slow
+
+PUBLISHED = {
+    # family: (vision config, text config, projection_dim, expected grid, text context, processor size rule)
+    "clip": (
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
+        dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8, max_position_embeddings=77),
+        512, (7, 7), 77,
+    ),
+    "chinese_clip": (
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512),
+        512, (14, 14), 512,
+    ),
+    "altclip": (
+        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224),
+        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, max_position_embeddings=514, project_dim=768),
+        768, (16, 16), 512,
+    ),
+}
+
+
+def _build(family, directory):
+    from transformers import AltCLIPConfig, AltCLIPModel, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
+
+    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
+    from tiny_models import CORPUS
+
+    vision, text, projection, _, context = PUBLISHED[family]
+    tokenizer = build_tokenizer(family, CORPUS * 4, vocab_size=300, model_max_length=context)
+    text = dict(text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if family == "clip":
+        text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config_class, model_class = {
+        "clip": (CLIPConfig, CLIPModel),
+        "chinese_clip": (ChineseCLIPConfig, ChineseCLIPModel),
+        "altclip": (AltCLIPConfig, AltCLIPModel),
+    }[family]
+    torch.manual_seed(0)
+    model = model_class(config_class(text_config=text, vision_config=vision, projection_dim=projection))
+    model.save_pretrained(directory)
+    build_processor(family, tokenizer, vision["image_size"]).save_pretrained(directory)
+    del model
+
+
+@pytest.mark.parametrize("family", list(PUBLISHED))
+def test_published_architecture(family, tmp_path):
+    _build(family, tmp_path)
+    model = clipviz.load(tmp_path, device="cpu")
+    _, _, projection, grid, context = PUBLISHED[family]
+    assert model.family == family and model.grid_size == grid and model.context_length == context
+    photos = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 400 - 100 * i, 3), dtype=np.uint8)) for i in range(2)]
+    texts = ["a red circle", "blue square " * 300]  # the second one runs to the full context
+    with pytest.warns(UserWarning, match="truncated"):
+        logits = model.logits(photos, texts)
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+    with pytest.warns(UserWarning, match="truncated"):
+        out, cache = model.run_with_cache(images=photos, texts=texts, attention_rows="cls", cache_dtype=torch.float16)
+    layers = model.n_layers("vision")
+    seq = grid[0] * grid[1] + 1
+    assert cache["pattern", layers - 1].shape == (2, model.n_heads("vision"), seq)
+    assert cache["pattern", 0, "text"].shape[-1] == context
+    assert out.image_embeds.shape == (2, projection)
+    torch.testing.assert_close(out.logits_per_image, logits, atol=1e-3, rtol=1e-4)
+    assert clipviz_hooks_on(model.model) == 0
