@@ -8,6 +8,7 @@ a few seconds with a message saying how to get it, not a stack trace from the Hu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -128,6 +129,19 @@ def parse_dtype(dtype) -> torch.dtype | None:
     return names[dtype]
 
 
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
 def read_checkpoint(path: Path, *, dtype=None):
     """``(model, processor, family)`` from a checkpoint directory, with clipviz's attention."""
     from transformers import AltCLIPModel, AutoConfig, AutoProcessor, ChineseCLIPModel, CLIPModel
@@ -138,9 +152,10 @@ def read_checkpoint(path: Path, *, dtype=None):
     family = family_of(config)
     model_class = {"clip": CLIPModel, "chinese_clip": ChineseCLIPModel, "altclip": AltCLIPModel}[family]
     register_attention_implementation()
-    model = model_class.from_pretrained(
-        path, attn_implementation=ATTENTION_IMPLEMENTATION, dtype=parse_dtype(dtype), trust_remote_code=False
-    )
+    with _quiet_progress_bars():  # a per-tensor bar for a local load only clutters notebooks
+        model = model_class.from_pretrained(
+            path, attn_implementation=ATTENTION_IMPLEMENTATION, dtype=parse_dtype(dtype), trust_remote_code=False
+        )
     # The PIL backend on purpose: the torchvision one would pull a multi-GB CUDA torch.
     processor = AutoProcessor.from_pretrained(path, backend="pil", trust_remote_code=False)
     return model, processor, family
