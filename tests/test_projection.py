@@ -1,0 +1,191 @@
+"""JointUMAP (UMAP / PCA / t-SNE), the modality gap, the map plot and the EmbeddingApp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clipviz
+from clipviz.embeddings import Embeddings
+from clipviz.projection import JointUMAP, close_modality_gap, exact_cosine_knn, modality_gap
+
+
+def gap_data(n_images=24, n_texts=12, z=0.6, dim=6, seed=0):
+    """Unit vectors with a known gap: images on a circle at height +z, texts at −z (dims 0, 1, 2),
+    plus zero-mean noise in the other dims. Centres (0, 0, ±z·s, 0…): gap = 2·z·s along axis 2."""
+    rng = np.random.default_rng(seed)
+
+    def ring(n, height):
+        angles = 2 * np.pi * np.arange(n) / n  # evenly spaced: cos and sin average to zero
+        radius = np.sqrt(1 - height**2)
+        rows = np.zeros((n, dim))
+        rows[:, 0], rows[:, 1], rows[:, 2] = radius * np.cos(angles), radius * np.sin(angles), height
+        return rows
+
+    return ring(n_images, z), ring(n_texts, -z), rng
+
+
+def clustered(n_images=60, n_texts=12, dim=16, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * 2
+    image_labels, text_labels = np.arange(n_images) % classes, np.arange(n_texts) % classes
+    images = centres[image_labels] + rng.normal(size=(n_images, dim)) * 0.3 + 1.5
+    texts = centres[text_labels] + rng.normal(size=(n_texts, dim)) * 0.3 - 1.5
+    return Embeddings.from_arrays(images, texts, [f"c{i}" for i in image_labels], [f"c{i}" for i in text_labels],
+                                  texts=[f"a photo of c{i}" for i in text_labels])
+
+
+# ---------------------------------------------------------------------------- the modality gap
+def test_gap_on_constructed_data_is_known():
+    images, texts, _ = gap_data(z=0.6)
+    gap = modality_gap((images, texts))
+    np.testing.assert_allclose(gap.vector, [0, 0, 1.2, 0, 0, 0], atol=1e-12)
+    assert gap.norm == pytest.approx(1.2)
+    assert gap.centroid_cosine == pytest.approx(-1.0)
+    assert (gap.n_images, gap.n_texts) == (24, 12)
+    assert "1.2000" in gap._repr_html_() and "Liang" in gap._repr_html_()
+    # the same through an Embeddings, and no gap when both modalities share a centre
+    assert modality_gap(Embeddings.from_arrays(images, texts)).norm == pytest.approx(1.2)
+    assert modality_gap(gap_data(z=0.0)[:2]).norm == pytest.approx(0.0, abs=1e-12)
+
+
+def test_closing_the_gap_centres_each_modality():
+    embeddings = clustered()
+    assert modality_gap(embeddings).norm > 0.5
+    closed = close_modality_gap(embeddings)
+    assert modality_gap(closed).norm < 0.15  # re-normalising after centring leaves only a small residue
+    np.testing.assert_allclose(np.linalg.norm(closed.vectors, axis=1), 1, atol=1e-5)
+    assert list(closed.labels) == list(embeddings.labels)
+    with pytest.raises(ValueError, match="needs both"):
+        modality_gap(Embeddings.from_arrays(np.eye(3)))
+
+
+# ---------------------------------------------------------------------------- JointUMAP
+def test_estimator_conventions_and_validation():
+    projection = JointUMAP(method="nope", n_neighbors=-3)  # __init__ stores, never validates
+    assert projection.get_params()["method"] == "nope" and not hasattr(projection, "embedding_")
+    with pytest.raises(ValueError, match="method must be one of"):
+        projection.fit(clustered())
+    with pytest.raises(ValueError, match="n_neighbors"):
+        JointUMAP(n_neighbors=1).fit(clustered())
+    with pytest.raises(TypeError, match="tuple"):
+        JointUMAP().fit(np.ones((5, 3)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        JointUMAP().plot()
+    assert JointUMAP(method="pca").set_params(close_gap=True).close_gap is True
+    assert repr(JointUMAP(method="pca")) == "JointUMAP(method='pca')"
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_pca_and_tsne_map_images_then_texts_deterministically(method):
+    embeddings = clustered()
+    images, texts = np.asarray(embeddings.image_vectors), np.asarray(embeddings.text_vectors)
+    first = JointUMAP(method, random_state=3).fit_transform((images, texts))
+    again = JointUMAP(method, random_state=3)
+    assert again.fit(embeddings) is again
+    assert first.shape == (72, 2)
+    np.testing.assert_allclose(first, again.embedding_, atol=1e-5)
+    assert (again.n_images_, again.n_texts_) == (60, 12) and again.gap_.norm > 0.5
+    # without the gap, texts sit among the images of their class
+    closed = JointUMAP(method, close_gap=True, random_state=3).fit_transform(embeddings)
+    assert closed.shape == (72, 2) and not np.allclose(closed, first)
+
+
+def test_exact_cosine_knn_matches_brute_force():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    indices, distances = exact_cosine_knn(vectors, 7)
+    assert indices.shape == (300, 7) and (indices[:, 0] == np.arange(300)).all() and (distances[:, 0] == 0).all()
+    full = 1 - vectors @ vectors.T
+    np.fill_diagonal(full, -1)
+    expected = np.argsort(full, axis=1, kind="stable")[:, :7]
+    assert (np.sort(indices, axis=1) == np.sort(expected, axis=1)).mean() > 0.999  # ties may reorder
+    np.testing.assert_allclose(distances[:, 1:], np.take_along_axis(full, expected, 1)[:, 1:], atol=1e-5)
+    assert (np.diff(distances, axis=1) >= 0).all()
+
+
+@pytest.mark.slow  # umap-learn compiles its kernels on first use (tens of seconds in a fresh process)
+def test_umap_is_reproducible_and_keeps_neighbourhoods():
+    from sklearn.manifold import trustworthiness
+
+    embeddings = clustered(n_images=120, n_texts=20)
+    first = JointUMAP(random_state=0).fit_transform(embeddings)
+    second = JointUMAP(random_state=0).fit_transform((embeddings.image_vectors, embeddings.text_vectors))
+    assert first.shape == (140, 2)
+    np.testing.assert_array_equal(first, second)
+    assert trustworthiness(np.asarray(embeddings.vectors), first, n_neighbors=10, metric="cosine") > 0.9
+    with_gap = JointUMAP(random_state=0, close_gap=True).fit(embeddings)
+    assert with_gap.embedding_.shape == (140, 2) and with_gap.reducer_ is not None
+
+
+# ---------------------------------------------------------------------------- plotting
+def test_plot_draws_points_texts_pairs_and_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    embeddings = clustered()
+    projection = JointUMAP("pca", random_state=0).fit(embeddings)
+    ax = projection.plot(color_by="label")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"image", "text", "c0", "c3", "matched pair"} <= set(legend)
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1 and len(lines[0].get_segments()) == len(embeddings.matched_pairs()) == 60 * 3
+    assert sum(t.get_text().startswith("a photo of") for t in ax.texts) == 12
+    fig, ax2 = plt.subplots()
+    assert projection.plot(ax=ax2, pairs=False, annotate_texts=3) is ax2
+    assert not [c for c in ax2.collections if isinstance(c, LineCollection)] and len(ax2.texts) == 3
+    assert "image (60)" in [t.get_text() for t in ax2.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="color_by"):
+        projection.plot(color_by="size")
+    with pytest.raises(ValueError, match="no thumbnails"):
+        projection.plot(thumbnails=True)
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------- the app, headless
+def test_embedding_app_driven_through_its_widgets(tiny_hooked):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from PIL import Image
+
+    from clipviz.widgets import EmbeddingApp
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(12)]
+    texts = ["red", "green", "blue"]
+    embeddings = clipviz.embed(tiny_hooked["clip"], images=images, texts=texts,
+                               labels={"images": ["red", "green", "blue"] * 4, "texts": texts})
+    app = EmbeddingApp(embeddings, method="pca")
+    assert app.coords.shape == (15, 2) and app.last_error is None
+    assert "12 images + 3 texts" in app._status.value and "modality gap" in app._status.value
+
+    picked = []
+    app.on_select(lambda row, item, modality: picked.append((row, modality)))
+    app._row.value = 4  # type a point number
+    assert app.selected_image is images[4] and app.selected_row == 4 and picked[-1] == (4, "image")
+    assert bytes(app._preview.value).startswith(b"\x89PNG") and "closest texts" in app._details.value
+
+    class Click:  # what matplotlib passes to a button_press_event handler
+        inaxes, xdata, ydata = app.ax, float(app.coords[13, 0]), float(app.coords[13, 1])
+
+    app._on_click(Click)
+    assert app.selected_text == "green" and picked[-1] == (13, "text") and app._row.value == 13
+    np.testing.assert_allclose(app._ring.get_offsets()[0], app.coords[13])
+
+    before = app.coords.copy()
+    app._gap.value = True  # remove the modality gap → refit
+    assert "removed before projecting" in app._status.value and not np.allclose(app.coords, before)
+    app._color.value = "label"
+    assert "red" in [t.get_text() for t in app.ax.get_legend().get_texts()]
+    app._method.value = "tsne"
+    assert app._neighbors.disabled and app.projection.method == "tsne" and app.coords.shape == (15, 2)
+
+    app.select(99)  # errors go into the app, not the void
+    assert "no point 99" in app.last_error
+    app.select(-1)
+    assert app.last_error is None and bytes(app._preview.value) == b""
