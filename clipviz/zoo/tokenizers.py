@@ -10,14 +10,18 @@ checkpoint, so each one carries the tokenizer kind its family uses in the real w
 * AltCLIP (Chen et al., 2022): XLM-R's sentencepiece-style unigram model with ``<s>``, ``<pad>``,
   ``</s>``, ``<unk>``, ``<mask>`` in fairseq order (unk at id 3, mask last).
 
-The vocabularies are learned from a caller-supplied corpus with the ``tokenizers`` trainers, using
-the very normaliser and pre-tokeniser the transformers class installs, so that the trained merges /
-pieces agree with how the class splits text at inference time.
+The vocabularies are learned from a caller-supplied corpus by small deterministic learners (BPE,
+WordPiece-style whole words, unigram), using the very normaliser and pre-tokeniser the
+transformers class installs, so that the learned merges / pieces agree with how the class splits
+text at inference time. The same corpus always gives the same vocabulary.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import string
+from collections import Counter
 
 FAMILIES = ("clip", "chinese_clip", "altclip")
 
@@ -46,74 +50,108 @@ def build_tokenizer(family: str, corpus: list[str], vocab_size: int = 1024, mode
     return builders[family](corpus, vocab_size, model_max_length)
 
 
-def _trained_model_json(template_backend, model, trainer, corpus: list[str]) -> dict:
-    """Train ``model`` with the template's normaliser/pre-tokeniser; return the model's JSON."""
-    from tokenizers import Tokenizer
+# The ``tokenizers`` trainers break ties between equally frequent pairs in hash-map order, which
+# changes from run to run; the small learners below break ties by the text itself, so the same
+# corpus always gives the same vocabulary (and a training run stays deterministic in its seed).
 
-    backend = Tokenizer(model)
-    backend.normalizer = template_backend.normalizer
-    backend.pre_tokenizer = template_backend.pre_tokenizer
-    backend.train_from_iterator(corpus, trainer=trainer)
-    return json.loads(backend.to_str())["model"]
+
+def _word_counts(template_backend, corpus: list[str]) -> Counter:
+    """Words as the transformers class splits them: its own normaliser, then pre-tokeniser."""
+    counts = Counter()
+    for text in corpus:
+        if template_backend.normalizer is not None:
+            text = template_backend.normalizer.normalize_str(text)
+        counts.update(piece for piece, _ in template_backend.pre_tokenizer.pre_tokenize_str(text))
+    return counts
+
+
+def _learn_bpe(word_counts: Counter, max_merges: int, suffix: str) -> list[tuple[str, str]]:
+    """Byte-pair encoding (Sennrich et al. 2016): repeatedly merge the most frequent pair."""
+    words = Counter()
+    for word, count in word_counts.items():
+        words[tuple(word[:-1]) + (word[-1] + suffix,)] += count
+    merges = []
+    while len(merges) < max_merges:
+        pairs = Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        merged = Counter()
+        for symbols, count in words.items():
+            out, i = [], 0
+            while i < len(symbols):
+                if symbols[i:i + 2] == best:
+                    out.append(best[0] + best[1])
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            merged[tuple(out)] += count
+        words = merged
+    return merges
 
 
 def _build_clip(corpus, vocab_size, model_max_length):
-    from tokenizers import pre_tokenizers, trainers
-    from tokenizers.models import BPE
+    from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
 
-    byte_alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[_CLIP_BOS, _CLIP_EOS],
-        initial_alphabet=byte_alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    learned = _trained_model_json(
-        CLIPTokenizer().backend_tokenizer, BPE(end_of_word_suffix="</w>"), trainer, corpus
-    )
     # CLIP's vocabulary holds every byte symbol both inside and at the end of a word, so text
     # never seen in training still encodes (no unknown tokens), as with openai's 49408 vocab.
-    vocab = dict(learned["vocab"])
-    for symbol in byte_alphabet + [s + "</w>" for s in byte_alphabet]:
-        vocab.setdefault(symbol, len(vocab))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    byte_alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = [_CLIP_BOS, _CLIP_EOS] + byte_alphabet + [b + "</w>" for b in byte_alphabet]
+    counts = _word_counts(CLIPTokenizer().backend_tokenizer, corpus)
+    merges = _learn_bpe(counts, max(0, vocab_size - len(tokens)), "</w>")
+    for a, b in merges:
+        if a + b not in tokens:
+            tokens.append(a + b)
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
 
 def _build_chinese_clip(corpus, vocab_size, model_max_length):
-    from tokenizers import trainers
-    from tokenizers.models import WordPiece
     from transformers import BertTokenizer
 
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=_BERT_SPECIALS,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    learned = _trained_model_json(
-        BertTokenizer().backend_tokenizer, WordPiece(unk_token="[UNK]"), trainer, corpus
-    )
-    return BertTokenizer(vocab=dict(learned["vocab"]), model_max_length=model_max_length)
+    # Every character, alone and as a "##" continuation, so any word of the corpus's alphabet can
+    # be spelled; then whole words by frequency. After BERT's pre-tokenisation each Chinese
+    # character already is a word of its own, as in Chinese-CLIP's vocabulary.
+    counts = _word_counts(BertTokenizer().backend_tokenizer, corpus)
+    chars = sorted({c for word in counts for c in word} | set(string.ascii_lowercase + string.digits))
+    tokens = _BERT_SPECIALS + chars + ["##" + c for c in chars]
+    for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if len(tokens) >= vocab_size:
+            break
+        if word not in tokens:
+            tokens.append(word)
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
 
 
 def _build_altclip(corpus, vocab_size, model_max_length):
-    from tokenizers import trainers
-    from tokenizers.models import Unigram
     from transformers import XLMRobertaTokenizer
 
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=_XLMR_SPECIALS,
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    learned = _trained_model_json(XLMRobertaTokenizer().backend_tokenizer, Unigram(), trainer, corpus)
-    pieces = [(piece, float(score)) for piece, score in learned["vocab"]]
-    if [p for p, _ in pieces[:4]] != _XLMR_SPECIALS:
-        raise RuntimeError("unigram trainer did not put the XLM-R special tokens first")
+    # A unigram language model (Kudo 2018) seeded as sentencepiece seeds it: every character plus
+    # the most frequent substrings (weighted by length), each scored by its log frequency;
+    # Viterbi segmentation then prefers long, frequent pieces. (Without sentencepiece's EM
+    # pruning: the shapes world's corpus is tiny.)
+    counts = _word_counts(XLMRobertaTokenizer().backend_tokenizer, corpus)
+    char_counts, substring_counts = Counter(), Counter()
+    for word, count in counts.items():
+        for c in word:
+            char_counts[c] += count
+        for i in range(len(word)):
+            for j in range(i + 2, min(len(word), i + 8) + 1):
+                substring_counts[word[i:j]] += count
+    budget = max(0, vocab_size - len(_XLMR_SPECIALS) - 1 - len(char_counts))
+    frequent = sorted((p for p, c in substring_counts.items() if c >= 2),
+                      key=lambda p: (-substring_counts[p] * len(p), p))[:budget]
+    piece_counts = dict(char_counts) | {p: substring_counts[p] for p in frequent}
+    total = sum(piece_counts.values())
+    pieces = [(s, 0.0) for s in _XLMR_SPECIALS]
+    pieces += [(p, math.log(c / total)) for p, c in sorted(piece_counts.items(), key=lambda i: (-i[1], i[0]))]
     pieces.append(("<mask>", 0.0))  # XLM-R keeps <mask> as the last id
     return XLMRobertaTokenizer(vocab=pieces, model_max_length=model_max_length)
 

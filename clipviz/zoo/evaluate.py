@@ -1,0 +1,60 @@
+"""Check a model against the shapes world's ground truth, with nothing but transformers.
+
+Two figures, both on scenes from seeds never used in training (see ``batches.TRAIN_SEED_BASE``):
+
+* zero-shot top-1: one-object scenes, the 30 colour x shape labels of ``shapes.class_labels``;
+* present vs absent: two-object scenes; over every (present label, absent label) pair, how often
+  the present object's label scores higher (a pairwise ranking accuracy, 0.5 is chance).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from clipviz.data import shapes
+
+EVAL_SEED = 2026
+MAIN_LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh",), "altclip": shapes.LANGUAGES}
+REPORTED_LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh", "en"), "altclip": shapes.LANGUAGES}
+
+
+@torch.no_grad()
+def label_logits(model, processor, scenes, lang: str, batch_size: int = 100) -> torch.Tensor:
+    """``[scenes, 30]`` logits_per_image against the class labels in ``lang``."""
+    labels = shapes.class_labels(lang)
+    rows = []
+    for start in range(0, len(scenes), batch_size):
+        images = [s.image for s in scenes[start:start + batch_size]]
+        inputs = processor(text=labels, images=images, padding=True, return_tensors="pt")
+        rows.append(model(**inputs).logits_per_image)
+    return torch.cat(rows)
+
+
+def zero_shot_accuracy(model, processor, scenes, lang: str) -> float:
+    logits = label_logits(model, processor, scenes, lang)
+    truth = torch.tensor([shapes.CLASSES.index((s.objects[0].color, s.objects[0].shape)) for s in scenes])
+    return (logits.argmax(dim=1) == truth).float().mean().item()
+
+
+def present_vs_absent(model, processor, scenes, lang: str) -> float:
+    logits = label_logits(model, processor, scenes, lang)
+    wins = total = 0
+    for row, scene in zip(logits, scenes):
+        present = torch.zeros(len(shapes.CLASSES), dtype=torch.bool)
+        for o in scene.objects:
+            present[shapes.CLASSES.index((o.color, o.shape))] = True
+        # every present score against every absent score
+        comparison = row[present][:, None] > row[~present][None, :]
+        wins += comparison.sum().item()
+        total += comparison.numel()
+    return wins / total
+
+
+def evaluate(model, processor, languages, n: int = 300, seed: int = EVAL_SEED) -> dict:
+    """``{lang: {"zero_shot": float, "present_vs_absent": float}}`` on ``n`` scenes of each kind."""
+    model.eval()
+    singles = shapes.sample(n, seed=seed, objects=1)
+    pairs = shapes.sample(n, seed=seed, objects=2)
+    return {lang: {"zero_shot": zero_shot_accuracy(model, processor, singles, lang),
+                   "present_vs_absent": present_vs_absent(model, processor, pairs, lang)}
+            for lang in languages}

@@ -1,0 +1,301 @@
+"""Train the bundled shapes models: ``python -m clipviz.zoo.train --family clip|chinese_clip|altclip``.
+
+Each family follows its own published recipe, in miniature (a few thousand steps on 2 CPU cores):
+
+* **CLIP** (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
+  Supervision"): both towers from scratch, contrastive. Images and captions of a batch are
+  embedded, every image is scored against every caption, and a symmetric cross-entropy pulls
+  matching pairs together and pushes the rest apart. Colour is learned within a few hundred
+  steps, shape far later; two warm restarts of the learning rate (SGDR, Loshchilov & Hutter 2017)
+  split the run into three stages that a notebook can compare.
+* **Chinese-CLIP** (Yang et al. 2022, "Chinese CLIP: Contrastive Vision-Language Pretraining in
+  Chinese"): two stages. Stage 1 locks the image tower, taken from a pretrained CLIP (here the
+  trained shapes-clip), and trains only the text tower to meet it: locked-image tuning, LiT
+  (Zhai et al. 2022). Stage 2 unlocks everything and tunes both towers contrastively.
+* **AltCLIP** (Chen et al. 2022, "AltCLIP: Altering the Language Encoder in CLIP for Extended
+  Language Capabilities"): two stages. Stage 1, teacher learning: a multilingual XLM-R text tower
+  (the student) learns to put a caption in any language where CLIP's text tower (the teacher,
+  shapes-clip) puts the English caption; text only, a mean-squared error on parallel captions.
+  The student then replaces CLIP's text tower, keeping CLIP's image tower and projections.
+  Stage 2, contrastive tuning on image-caption pairs in all languages, image tower locked.
+
+Deterministic given ``--seed`` (and the step counts): weights are initialised after
+``torch.manual_seed`` and every step's scenes and captions come from seeded numpy generators.
+Training scenes use seeds >= ``batches.TRAIN_SEED_BASE``; the evaluation seeds are smaller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clipviz.data import shapes
+from clipviz.zoo import batches, recipes
+from clipviz.zoo.evaluate import REPORTED_LANGUAGES, evaluate
+from clipviz.zoo.tokenizers import build_processor, build_tokenizer, write_vocab_files
+
+LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh", "zh", "zh", "en"), "altclip": shapes.LANGUAGES}
+MODEL_NAMES = {"clip": "shapes-clip", "chinese_clip": "shapes-chinese-clip", "altclip": "shapes-altclip"}
+
+
+@dataclass
+class Stage:
+    """One training stage: what it does, what it trains, for how long."""
+
+    name: str
+    description: str
+    steps: int
+    learning_rate: float
+    batch_size: int = 128
+    seconds: float = 0.0
+    final_loss: float = float("nan")
+
+
+@dataclass
+class Report:
+    family: str
+    seed: int
+    stages: list[Stage] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    parameters: int = 0
+    threads: int = 2
+
+
+def default_stages(family: str) -> list[Stage]:
+    if family == "clip":
+        return [Stage("contrastive", "Both towers from scratch, symmetric contrastive loss "
+                      "on English captions (Radford et al. 2021).", 1200, 1e-3),
+                # colour is learned in a few hundred steps, shape much later: a warm restart
+                # (SGDR, Loshchilov & Hutter 2017) gives the shape features a second high-LR phase
+                Stage("contrastive-restart", "Same loss and data, learning rate warm-restarted "
+                      "(SGDR, Loshchilov & Hutter 2017) to keep learning shape.", 700, 1e-3),
+                Stage("contrastive-restart-2", "A second, gentler warm restart.", 400, 5e-4)]
+    if family == "chinese_clip":
+        return [Stage("locked-image", "Image tower (shapes-clip's) locked; the BERT text tower "
+                      "learns to meet it: locked-image tuning (LiT, Zhai et al. 2022).", 500, 1e-3),
+                Stage("unlocked", "Everything trainable, contrastive on Chinese (and some English) "
+                      "captions, lower learning rate.", 250, 2e-4)]
+    if family == "altclip":
+        return [Stage("teacher-learning", "Text only: the XLM-R student's [CLS] output regresses "
+                      "(MSE) onto the CLIP teacher's English text feature, for parallel captions in "
+                      "all languages.", 600, 1e-3, batch_size=256),
+                Stage("contrastive", "Image tower locked; the student text tower is tuned "
+                      "contrastively on image-caption pairs in all languages.", 300, 3e-4)]
+    raise ValueError(f"unknown family {family!r}; expected one of clip, chinese_clip, altclip")
+
+
+def _schedule(optimizer, steps: int, warmup: int):
+    """Linear warm-up, then cosine decay to 10% (CLIP's schedule, shortened)."""
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer(params, stage: Stage):
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]  # no weight decay on norms, biases, temperature
+    rest = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": rest, "weight_decay": 0.0}], lr=stage.learning_rate)
+    return optimizer, _schedule(optimizer, stage.steps, warmup=max(1, stage.steps // 20))
+
+
+def _run(stage: Stage, params, step_loss, deadline: float | None) -> None:
+    """The loop every stage shares: ``step_loss(step)`` builds a batch and returns its loss."""
+    from tqdm.auto import tqdm
+
+    optimizer, scheduler = _optimizer(params, stage)
+    start = time.perf_counter()
+    bar = tqdm(range(stage.steps), desc=stage.name, mininterval=2.0)
+    for step in bar:
+        loss = step_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        stage.final_loss = loss.item()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{stage.final_loss:.3f}")
+        if deadline is not None and time.time() > deadline:
+            print(f"--minutes budget reached: stopping '{stage.name}' after {step + 1} steps")
+            stage.steps = step + 1
+            break
+    stage.seconds = round(time.perf_counter() - start, 1)
+
+
+def _contrastive_step(model, tokenizer, languages, stage: Stage, stage_index: int, seed: int):
+    """A batch of half one-object, half two-object scenes with captions; multi-positive CLIP loss."""
+    def step_loss(step):
+        scene_seed = batches.train_seed(seed, stage_index, step)
+        scenes = (shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=1)
+                  + shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=2))
+        rng = np.random.default_rng([seed, stage_index, step])
+        mentions = [batches.scene_mentions(s, rng) for s in scenes]
+        texts = batches.caption_batch(mentions, languages, rng)
+        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        logits = model(**inputs, pixel_values=batches.pixel_values(scenes)).logits_per_image
+        with torch.no_grad():  # CLIP clips the temperature at 100
+            model.logit_scale.clamp_(max=math.log(100))
+        return batches.contrastive_loss(logits, batches.match_matrix(scenes, mentions))
+    return step_loss
+
+
+def _distillation_step(student, teacher, student_tok, teacher_tok, stage: Stage, stage_index, seed):
+    """AltCLIP teacher learning: student(caption in any language) ~ teacher(English caption)."""
+    def step_loss(step):
+        rng = np.random.default_rng([seed, stage_index, step])
+        mentions = [batches.random_mentions(rng) for _ in range(stage.batch_size)]
+        articles = [bool(rng.random() < 0.5) for _ in mentions]
+        english = [batches.render(m, "en", a) for m, a in zip(mentions, articles)]
+        langs = [shapes.LANGUAGES[rng.integers(len(shapes.LANGUAGES))] for _ in mentions]
+        translated = [batches.render(m, lang, a) for m, lang, a in zip(mentions, langs, articles)]
+        with torch.no_grad():
+            target = teacher.text_model(**teacher_tok(english, padding=True, return_tensors="pt")).pooler_output
+        student_inputs = student_tok(translated, padding=True, truncation=True, return_tensors="pt")
+        prediction = student.text_model(**student_inputs).pooler_output
+        return torch.nn.functional.mse_loss(prediction, target)
+    return step_loss
+
+
+def _lock(module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def _unlock(module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(True)
+
+
+def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = None,
+          stages: list[Stage] | None = None, minutes: float | None = None, eval_scenes: int = 300,
+          resume_dir: str | os.PathLike | None = None, first_stage: int = 0,
+          tokenizer_dir: str | os.PathLike | None = None):
+    """Train ``family``; return ``(model, processor, tokenizer, report)`` (not yet saved).
+
+    ``resume_dir`` + ``first_stage`` (CLIP only): start from a model saved after stage
+    ``first_stage - 1``; as nothing random happens inside a step beyond the seeded data, this
+    gives the same weights as running every stage in one go. ``tokenizer_dir``: reuse a saved
+    tokenizer (e.g. a bundled model's) instead of learning one from the shapes world's phrases.
+    """
+    import transformers
+
+    stages = stages or default_stages(family)
+    deadline = time.time() + 60 * minutes if minutes else None
+    languages = LANGUAGES[family]
+    if tokenizer_dir is not None:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = build_tokenizer(family, batches.tokenizer_corpus(sorted(set(languages))),
+                                    model_max_length=recipes.MAX_TEXT_LENGTH)
+    torch.manual_seed(seed)
+    model = recipes.build_model(family, tokenizer)
+    model.train()
+    report = Report(family, seed, stages, threads=torch.get_num_threads())
+
+    if resume_dir is not None:
+        if family != "clip":
+            raise ValueError("resuming is implemented for the one-tower-pair CLIP recipe only")
+        model = transformers.CLIPModel.from_pretrained(resume_dir, attn_implementation="sdpa").train()
+        done = json.loads((Path(resume_dir) / "training.json").read_text())["stages"][:first_stage]
+        stages[:first_stage] = [Stage(**record) for record in done]
+    if family == "clip":
+        for index in range(first_stage, len(stages)):
+            _run(stages[index], list(model.parameters()),
+                 _contrastive_step(model, tokenizer, languages, stages[index], index, seed), deadline)
+    else:
+        teacher_dir = teacher_dir or Path(__file__).parent / "models" / MODEL_NAMES["clip"]
+        teacher = transformers.CLIPModel.from_pretrained(teacher_dir, attn_implementation="sdpa").eval()
+        recipes.copy_image_tower(teacher, model)
+        frozen_image_tower = [model.vision_model, model.visual_projection]
+        for module in frozen_image_tower:
+            _lock(module)
+        if family == "chinese_clip":
+            _run(stages[0], list(model.parameters()),
+                 _contrastive_step(model, tokenizer, languages, stages[0], 0, seed), deadline)
+            for module in frozen_image_tower:
+                _unlock(module)
+            _run(stages[1], list(model.parameters()),
+                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed), deadline)
+        else:
+            _lock(teacher)
+            teacher_tokenizer = transformers.AutoTokenizer.from_pretrained(teacher_dir)
+            # the student inherits the teacher's projection: it was trained to land in its input space
+            model.text_projection.load_state_dict(teacher.text_projection.state_dict())
+            _run(stages[0], list(model.text_model.parameters()),
+                 _distillation_step(model, teacher, tokenizer, teacher_tokenizer, stages[0], 0, seed),
+                 deadline)
+            model.logit_scale.requires_grad_(False)
+            _run(stages[1], list(model.parameters()),
+                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed), deadline)
+
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    processor = build_processor(family, tokenizer, recipes.IMAGE_SIZE)
+    report.parameters = sum(p.numel() for p in model.parameters())
+    report.metrics = evaluate(model, processor, REPORTED_LANGUAGES[family], n=eval_scenes)
+    return model, processor, tokenizer, report
+
+
+def save(model, processor, tokenizer, report: Report, out_dir) -> Path:
+    """Write the model as a Hub checkpoint would be, plus ``training.json`` and a model card."""
+    from clipviz.zoo.card import model_card
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    write_vocab_files(tokenizer, out_dir)
+    (out_dir / "training.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    (out_dir / "README.md").write_text(model_card(MODEL_NAMES[report.family], report_dict=asdict(report),
+                                                   size_bytes=(out_dir / "model.safetensors").stat().st_size),
+                                       encoding="utf-8")
+    return out_dir
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", required=True, choices=sorted(MODEL_NAMES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="output directory (default: the bundled model's directory)")
+    parser.add_argument("--teacher", help="shapes-clip directory used by chinese_clip and altclip")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every stage's step count (e.g. 0.01 for a smoke test)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock cap; stopping early makes results depend on machine speed")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", help="(clip) directory saved after an earlier stage")
+    parser.add_argument("--first-stage", type=int, default=0, help="(with --resume) first stage to run")
+    parser.add_argument("--tokenizer", help="reuse the tokenizer saved in this directory (e.g. the "
+                        "bundled model's, to reproduce its weights) instead of learning a new one")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    stages = default_stages(args.family)
+    for stage in stages:
+        stage.steps = max(2, round(stage.steps * args.steps_scale))
+    started = time.perf_counter()
+    model, processor, tokenizer, report = train(args.family, args.seed, args.teacher, stages, args.minutes,
+                                                resume_dir=args.resume, first_stage=args.first_stage,
+                                                tokenizer_dir=args.tokenizer)
+    out = args.out or Path(__file__).parent / "models" / MODEL_NAMES[args.family]
+    save(model, processor, tokenizer, report, out)
+    print(json.dumps(report.metrics, indent=2))
+    print(f"saved {out} after {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The bundled-model toolkit: family tokenizers/processors round-trip like Hub checkpoints."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+from PIL import Image
+
+from clipviz.zoo.tokenizers import FAMILIES, build_processor, build_tokenizer, write_vocab_files
+
+CORPUS = [
+    "a red circle", "a small blue square", "a big green triangle",
+    "红色圆形", "蓝色正方形", "绿色三角形",
+    "cercle rouge", "carré bleu", "círculo rojo", "roter Kreis",
+] * 3
+
+EXPECTED = {
+    # family: (tokenizer class, processor class, image processor class, files besides tokenizer.json)
+    "clip": ("CLIPTokenizer", "CLIPProcessor", "CLIPImageProcessorPil", {"vocab.json", "merges.txt"}),
+    "chinese_clip": ("BertTokenizer", "ChineseCLIPProcessor", "ChineseCLIPImageProcessorPil", {"vocab.txt"}),
+    "altclip": ("XLMRobertaTokenizer", "AltCLIPProcessor", "CLIPImageProcessorPil", set()),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tokenizer_and_processor_round_trip(family, tmp_path):
+    from transformers import AutoProcessor, AutoTokenizer
+
+    tokenizer = build_tokenizer(family, CORPUS, vocab_size=600, model_max_length=24)
+    build_processor(family, tokenizer, image_size=64).save_pretrained(tmp_path)
+    written = write_vocab_files(tokenizer, tmp_path)
+
+    tok_cls, proc_cls, image_proc_cls, extra_files = EXPECTED[family]
+    assert {os.path.basename(p) for p in written} == extra_files
+    assert {"tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(tmp_path))
+
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(reloaded).__name__ == tok_cls
+    assert type(processor).__name__ == proc_cls
+    assert type(processor.image_processor).__name__ == image_proc_cls
+    assert reloaded.model_max_length == 24
+    for text in ["a red circle", "红色圆形", "carré bleu"]:
+        assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+    # a non-square photo is resized on its short side, then centre-cropped to 64 x 64
+    batch = processor(text=["red circle", "蓝色正方形"], images=[Image.new("RGB", (96, 64))],
+                      padding=True, return_tensors="pt")
+    assert tuple(batch["pixel_values"].shape) == (1, 3, 64, 64)
+    assert batch["input_ids"].shape[0] == 2
+
+
+def test_family_special_tokens():
+    clip = build_tokenizer("clip", CORPUS)
+    assert (clip.bos_token, clip.eos_token, clip.pad_token) == ("<|startoftext|>", "<|endoftext|>", "<|endoftext|>")
+    assert clip.tokenize("Red circle") == ["red</w>", "circle</w>"]  # lower-cased, </w> suffix
+    ids = clip("red")["input_ids"]
+    assert ids[0] == clip.bos_token_id and ids[-1] == clip.eos_token_id
+
+    bert = build_tokenizer("chinese_clip", CORPUS)
+    assert bert.tokenize("红色圆形") == ["红", "色", "圆", "形"]  # one token per Chinese character
+    assert bert.pad_token_id == 0 and bert.cls_token == "[CLS]" and bert.mask_token == "[MASK]"
+
+    xlmr = build_tokenizer("altclip", CORPUS)
+    assert [xlmr.convert_ids_to_tokens(i) for i in range(4)] == ["<s>", "<pad>", "</s>", "<unk>"]
+    assert xlmr.convert_ids_to_tokens(len(xlmr) - 1) == "<mask>"
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(ValueError, match="clip, chinese_clip, altclip"):
+        build_tokenizer("siglip", CORPUS)
+
+
+# ---------------------------------------------------------------- the zoo directory
+
+
+def test_zoo_path_and_error():
+    from clipviz import zoo
+
+    assert zoo.DEFAULT == "shapes-clip"
+    for name in zoo.available():
+        assert (zoo.path(name) / "config.json").is_file()
+    with pytest.raises(ValueError, match="no bundled model named 'shapes-blip'; available: shapes-"):
+        zoo.path("shapes-blip")
+
+
+# ---------------------------------------------------------------- training machinery
+
+
+def test_pixel_values_equal_the_processor():
+    import torch
+
+    from clipviz.data import shapes
+    from clipviz.zoo.batches import pixel_values
+
+    scenes = shapes.sample(3, seed=1, objects=2)
+    for family in FAMILIES:
+        processor = build_processor(family, build_tokenizer(family, CORPUS), image_size=64)
+        expected = processor(images=[s.image for s in scenes], return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(pixel_values(scenes), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_multi_positive_targets():
+    from clipviz.data import shapes
+    from clipviz.zoo.batches import match_matrix
+
+    scene = shapes.sample(1, seed=0, objects=2)[0]
+    a, b = scene.objects
+    other = next(c for c in shapes.CLASSES if c not in {(a.color, a.shape), (b.color, b.shape)})
+    mentions = [[(a.color, a.shape, None)], [(a.color, a.shape, a.size), (b.color, b.shape, None)],
+                [(*other, None)], [(a.color, a.shape, "small" if a.size == "large" else "large")]]
+    assert match_matrix([scene], mentions).tolist() == [[1.0, 1.0, 0.0, 0.0]]
+
+
+def test_training_is_deterministic_and_saves_a_hub_checkpoint(tmp_path):
+    """Two tiny runs with one seed give identical weights; the saved directory loads with Auto*."""
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from clipviz.zoo import train
+
+    def tiny_run():
+        stages = [train.Stage("contrastive", "smoke test", steps=2, learning_rate=1e-3, batch_size=8)]
+        return train.train("clip", seed=3, stages=stages, eval_scenes=4)
+
+    torch.set_num_threads(1)
+    model, processor, tokenizer, report = tiny_run()
+    again = tiny_run()[0]
+    for (name, p), q in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), name
+    train.save(model, processor, tokenizer, report, tmp_path)
+    assert {"config.json", "model.safetensors", "README.md", "vocab.json", "merges.txt",
+            "processor_config.json", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert type(AutoModel.from_pretrained(tmp_path)).__name__ == "CLIPModel"
+    assert type(AutoProcessor.from_pretrained(tmp_path)).__name__ == "CLIPProcessor"
+
+
+# ---------------------------------------------------------------- the bundled models
+BUNDLED = {
+    # name: (model type, model class, tokenizer class, {language: minimum zero-shot top-1})
+    "shapes-clip": ("clip", "CLIPModel", "CLIPTokenizer", {"en": 0.95}),
+    "shapes-chinese-clip": ("chinese_clip", "ChineseCLIPModel", "BertTokenizer", {"zh": 0.95}),
+    "shapes-altclip": ("altclip", "AltCLIPModel", "XLMRobertaTokenizer",
+                       {"en": 0.90, "zh": 0.90, "fr": 0.90, "es": 0.90, "de": 0.90}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(BUNDLED))
+def bundled(request):
+    from transformers import AutoModel, AutoProcessor
+
+    from clipviz import zoo
+
+    directory = zoo.path(request.param)
+    return request.param, directory, AutoModel.from_pretrained(directory), AutoProcessor.from_pretrained(directory)
+
+
+def test_bundled_model_files(bundled):
+    name, directory, model, processor = bundled
+    model_type, model_cls, tokenizer_cls, _ = BUNDLED[name]
+    assert model.config.model_type == model_type and type(model).__name__ == model_cls
+    assert type(processor.tokenizer).__name__ == tokenizer_cls
+    assert model.config.vision_config.image_size // model.config.vision_config.patch_size >= 8
+    assert sum(f.stat().st_size for f in directory.iterdir()) <= 8 * 2**20
+    assert (directory / "README.md").read_text(encoding="utf-8").startswith("---")
+
+
+def test_bundled_model_accuracy_on_unseen_scenes(bundled):
+    """The issue's targets, on seed 2026 (training uses seeds >= 1,000,000)."""
+    from clipviz.zoo.batches import TRAIN_SEED_BASE
+    from clipviz.zoo.evaluate import EVAL_SEED, evaluate
+
+    assert EVAL_SEED < TRAIN_SEED_BASE
+    name, _, model, processor = bundled
+    minimum = BUNDLED[name][3]
+    metrics = evaluate(model, processor, tuple(minimum), n=300)
+    for lang, m in metrics.items():
+        print(f"{name} [{lang}] zero-shot top-1 {m['zero_shot']:.1%}, "
+              f"present vs absent {m['present_vs_absent']:.1%}")
+    for lang, m in metrics.items():
+        assert m["zero_shot"] >= minimum[lang], (lang, m)
+        assert m["present_vs_absent"] >= 0.90, (lang, m)
