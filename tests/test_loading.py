@@ -106,3 +106,14 @@ def test_never_trusts_remote_code():
     source = inspect.getsource(clipviz.loading)
     assert "trust_remote_code=True" not in source
     assert source.count("trust_remote_code=False") >= 3
+
+
+@pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")])
+def test_bundled_models_load_offline(name, family):
+    model = clipviz.load(name)
+    assert model.family == family and model.grid_size == (8, 8)
+
+
+def test_default_is_the_bundled_shapes_clip():
+    model = clipviz.load()
+    assert model.name == "shapes-clip" and model.family == "clip"
