@@ -1,0 +1,243 @@
+"""AttentionApp: pick an image, type a prompt, and see where the model looks, layer by layer.
+
+The model runs only when the image or the prompt changes (one :func:`clipviz.heatmaps.capture_attention`
+per pair, kept in a small cache); the method, layer, head, opacity and sink controls recompute the
+map from that capture with :func:`clipviz.heatmaps.heatmap_from_capture` and update the figure's
+artists in place (``set_data``), so they re-render in milliseconds.
+
+The picture is an ``ipywidgets.Image`` holding a JPEG: the map is blended over the photo with numpy
+at display resolution (the same blend as ``Heatmap.overlay()``), which takes a few milliseconds,
+needs no ``ipympl`` and works in every Jupyter frontend and in exported notebooks. The layers ×
+heads grid, redrawn only for a new image, is a matplotlib figure on an Agg canvas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import io
+from collections import OrderedDict
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from PIL import Image
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..heatmaps import (
+    METHODS,
+    TEXT_METHODS,
+    blend,
+    capture_attention,
+    colour_table,
+    heatmap_from_capture,
+    layer_head_grids,
+)
+from ..images import load_image
+
+_CAPTURES_KEPT = 8  # (image, prompt) pairs whose captures stay in memory
+_DISPLAY_SIDE = 320  # pixels, the longer side of the picture in the app
+_METHOD_LABELS = {"attention": "attention", "rollout": "rollout", "relevance": "relevance (Chefer)",
+                  "grad_eclip": "Grad-ECLIP"}
+
+
+class AttentionState(traitlets.HasTraits):
+    """What the app shows; knows nothing about widgets."""
+
+    image_index = traitlets.Int(0)
+    prompt = traitlets.Unicode("")
+    method = traitlets.Enum(METHODS, default_value="relevance")
+    layer = traitlets.Int(0)  # "layer" for attention, "start layer" for rollout and relevance
+    head = traitlets.Union([traitlets.Int(), traitlets.Unicode()], default_value="mean")
+    opacity = traitlets.Float(0.5)
+    exclude_sinks = traitlets.Bool(False)
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    """uint8 ``[H, W, 3]`` as JPEG: for photos it encodes several times faster than PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _figure_png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.canvas.print_png(buffer)
+    return buffer.getvalue()
+
+
+def _display_frame(capture, side: int):
+    """The picture scaled so its longer side is ``side`` pixels, and the crop geometry scaled with it.
+
+    Scaling ``original_size`` and ``crop_box`` together keeps the map exactly where
+    ``Heatmap.image_map`` puts it, only sampled at the display's resolution.
+    """
+    width, height = capture.image.size
+    scale = side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = Image.NEAREST if scale > 1 else Image.BILINEAR  # small images stay crisp
+    base = np.asarray(capture.image.resize(size, resample))
+    sx, sy = size[0] / width, size[1] / height
+    x0, y0, x1, y1 = capture.geometry.crop_box
+    geometry = dataclasses.replace(capture.geometry, original_size=size, crop_box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+    return geometry, base
+
+
+class AttentionApp(widgets.VBox):
+    """Image picker, prompt box, method, layer slider, head selector (with mean), opacity; and a
+    grid of every layer × head's CLS attention for the chosen image.
+
+    ``images``: image sources (paths, PIL images, arrays); default: six held-out two-object scenes
+    of the shapes world. ``labels``: names for the picker. ``prompt``: the starting text.
+
+    The layer slider is the ``layer`` of ``attention`` and the ``start_layer`` of ``rollout`` and
+    ``relevance`` (Grad-ECLIP always uses the last layer); the head selector applies to
+    ``attention``. ``app.state`` holds the choices (set them from code too); ``app.heatmap`` is the
+    :class:`~clipviz.heatmaps.Heatmap` on show; errors appear in the app, under the controls.
+
+        >>> AttentionApp(clipviz.load(), images=["cat.jpg", "dog.jpg"], prompt="a photo of a cat")
+    """
+
+    def __init__(self, model, images=None, *, labels=None, prompt: str | None = None, method: str = "relevance"):
+        if images is None:
+            from ..heatmap_eval import shapes_queries
+
+            queries = shapes_queries(6)
+            images = [image for image, _, _ in queries]
+            prompt = queries[0][1] if prompt is None else prompt
+        sources = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not sources:
+            raise ValueError("AttentionApp needs at least one image")
+        self.model = model
+        self.images = [load_image(source) for source in sources]
+        labels = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(sources)]
+        self.n_layers, self.n_heads = model.n_layers("vision"), model.n_heads("vision")
+        self.state = AttentionState(prompt=prompt or "", method=method, layer=0)
+        self._captures: OrderedDict = OrderedDict()
+        self.capture = None
+        self.heatmap = None
+        self.last_error: str | None = None
+
+        self._image_picker = widgets.Dropdown(options=[(l, i) for i, l in enumerate(labels)], description="image")
+        self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
+                                    placeholder="a text to explain (needed for relevance, Grad-ECLIP)")
+        self._method = widgets.Dropdown(options=[(_METHOD_LABELS[m], m) for m in METHODS], value=method,
+                                        description="method")
+        self._layer = widgets.IntSlider(min=0, max=self.n_layers - 1, value=0, description="start layer",
+                                        continuous_update=False)
+        self._head = widgets.Dropdown(options=[("mean", "mean")] + [(str(h), h) for h in range(self.n_heads)],
+                                      value="mean", description="head")
+        self._opacity = widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.5, description="opacity",
+                                            continuous_update=False)
+        self._sinks = widgets.Checkbox(value=False, description="exclude sink tokens", indent=False)
+        self._view = widgets.Image(format="jpeg")
+        self._tokens = widgets.HTML()
+        self._caption = widgets.HTML()
+        self._grid_view = widgets.Image(format="png")
+        self._errors = widgets.Output()
+        for widget, trait in [(self._image_picker, "image_index"), (self._prompt, "prompt"), (self._method, "method"),
+                              (self._layer, "layer"), (self._head, "head"), (self._opacity, "opacity"),
+                              (self._sinks, "exclude_sinks")]:
+            widgets.link((widget, "value"), (self.state, trait))
+
+        self._display = None  # (geometry at display size, picture at display size)
+        self._colours = colour_table("jet")
+        self._grid_figure = Figure(dpi=72)
+        FigureCanvasAgg(self._grid_figure)
+
+        controls = widgets.VBox([self._image_picker, self._prompt, self._method, self._layer, self._head,
+                                 self._opacity, self._sinks])
+        grid_box = widgets.Accordion(children=[self._grid_view], titles=("all layers × heads (CLS attention)",),
+                                     selected_index=0)
+        super().__init__([widgets.HBox([controls, widgets.VBox([self._view, self._caption, self._tokens])]), grid_box, self._errors])
+
+        self.state.observe(self._on_input, names=["image_index", "prompt"])
+        self.state.observe(self._on_view, names=["method", "layer", "head", "opacity", "exclude_sinks"])
+        self._on_input()
+
+    # ------------------------------------------------------------------ callbacks
+    def _report(self, error: Exception | None):
+        self._errors.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
+        self.last_error = None if error is None else f"{type(error).__name__}: {error}"
+        if error is not None:
+            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+
+    def _on_input(self, change=None):
+        """A new image or prompt: run the model once (or reuse a cached run), then redraw everything."""
+        try:
+            self.capture = self._capture(self.state.image_index, self.state.prompt.strip())
+            self._draw_grid()
+            self._draw(new_image=True)
+            self._report(None)
+        except Exception as error:  # shown in the app, never lost in the void
+            self._report(error)
+
+    def _on_view(self, change=None):
+        """Method, layer, head, opacity or sink choice: recompute from the capture; no model run."""
+        try:
+            self._draw(new_image=False)
+            self._report(None)
+        except Exception as error:
+            self._report(error)
+
+    # ------------------------------------------------------------------ compute
+    def _capture(self, index: int, prompt: str):
+        key = (index, prompt)
+        if key in self._captures:
+            self._captures.move_to_end(key)
+            return self._captures[key]
+        capture = capture_attention(self.model, self.images[index], prompt or None,
+                                    grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        self._captures[key] = capture
+        while len(self._captures) > _CAPTURES_KEPT:
+            self._captures.popitem(last=False)
+        return capture
+
+    def _options(self) -> dict:
+        state = self.state
+        if state.method == "attention":
+            return {"layer": state.layer, "head": state.head}
+        if state.method in ("rollout", "relevance"):
+            return {"start_layer": state.layer}
+        return {}
+
+    # ------------------------------------------------------------------ drawing
+    def _draw(self, new_image: bool):
+        state = self.state
+        self._layer.description = "layer" if state.method == "attention" else "start layer"
+        self._layer.disabled = state.method == "grad_eclip"
+        self._head.disabled = state.method != "attention"
+        if state.method in TEXT_METHODS and self.capture.text is None:
+            raise ValueError(f"{_METHOD_LABELS[state.method]} explains an image–text match: type a prompt")
+        self.heatmap = heatmap_from_capture(self.capture, state.method, exclude_sinks=state.exclude_sinks,
+                                            **self._options())
+        if new_image or self._display is None:
+            self._display = _display_frame(self.capture, _DISPLAY_SIDE)
+        geometry, base = self._display
+        # the same blend as Heatmap.overlay(), at display resolution: a few ms per move
+        frame = blend(base, geometry.grid_to_image(self.heatmap.grid), state.opacity, self._colours)
+        self._view.value = _jpeg(frame)
+        options = ", ".join(f"{k}={v}" for k, v in self.heatmap.options.items())
+        logit = f" · logit {self.capture.logit:.2f}" if self.capture.logit is not None else ""
+        sinks = int(self.heatmap.sinks.sum())
+        sink_note = f" · {sinks} sink patch(es){' excluded' if state.exclude_sinks else ''}" if sinks else ""
+        self._caption.value = (f'<span style="font-family: sans-serif; font-size: 12px">'
+                               f"{html.escape(state.method)}({html.escape(options)}){logit}{sink_note}</span>")
+        self._tokens.value = self.heatmap.tokens_html()
+
+    def _draw_grid(self):
+        from ..plotting.heatmaps import plot_layer_head_grid
+
+        grids = layer_head_grids(self.capture)
+        self._grid_figure.set_size_inches(0.9 * grids.shape[1] + 0.6, 0.9 * grids.shape[0] + 0.4)
+        plot_layer_head_grid(grids, fig=self._grid_figure)
+        self._grid_view.value = _figure_png(self._grid_figure)
+
+
+def _label(source, index: int) -> str:
+    from pathlib import Path
+
+    if isinstance(source, (str, Path)):
+        return f"{index}: {Path(source).name}"
+    return f"image {index}"
