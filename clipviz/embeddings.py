@@ -238,13 +238,9 @@ def _image_sources(images) -> tuple[list, list | None]:
 def _text_list(texts) -> list[str]:
     if texts is None:
         return []
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if not texts:
-        raise ValueError("texts= is empty: pass a string or a non-empty list of strings")
-    bad = [t for t in texts if not isinstance(t, str)]
-    if bad:
-        raise TypeError(f"texts must be strings; got {type(bad[0]).__name__}: {bad[0]!r}")
-    return texts
+    from .model import as_text_list
+
+    return as_text_list(texts)
 
 
 def _split_labels(labels, n_images: int, n_texts: int, folder_labels) -> tuple[list, list]:

@@ -44,6 +44,17 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(p=2, dim=-1, keepdim=True)
 
 
+def as_text_list(texts) -> list[str]:
+    """A string or a sequence of strings as a non-empty list, or a clear error."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ValueError("no texts were given: pass a string or a non-empty list of strings")
+    bad = [t for t in texts if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"texts must be strings; got {type(bad[0]).__name__}: {bad[0]!r}")
+    return texts
+
+
 def _pooler(output) -> torch.Tensor:
     # transformers 5 returns BaseModelOutputWithPooling; older releases returned the tensor.
     return output if isinstance(output, torch.Tensor) else output.pooler_output
@@ -156,12 +167,7 @@ class HookedCLIP:
 
     def tokenize(self, texts) -> dict[str, torch.Tensor]:
         """Tokenised, padded texts on the model's device; texts over the context are cut, with a warning."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise ValueError("no texts were given: pass a string or a non-empty list of strings")
-        bad = [t for t in texts if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"texts must be strings; got {type(bad[0]).__name__}: {bad[0]!r}")
+        texts = as_text_list(texts)
         tokenizer = self.processor.tokenizer
         limit = self.context_length
         lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
@@ -202,9 +208,7 @@ class HookedCLIP:
     @torch.no_grad()
     def text_embeds(self, texts, batch_size: int = 256) -> torch.Tensor:
         """Unit-norm text embeddings ``[M, D]`` (on the CPU)."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise ValueError("no texts were given: pass a string or a non-empty list of strings")
+        texts = as_text_list(texts)
         chunks = [
             self.text_features(self.tokenize(texts[i : i + batch_size])).cpu()
             for i in range(0, len(texts), batch_size)
