@@ -11,6 +11,7 @@ centre crop) so that a map over the crop's patch grid can be put back onto the o
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,22 +61,36 @@ def image_files(folder) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def load_image_bytes(content: bytes, name: str = "upload") -> Image.Image:
+    """The bytes of an image file (e.g. an upload) as an upright RGB image; ``name`` labels errors."""
+    label = f"“{name}”"
+    if not content:
+        raise ImageLoadError(f"{label} is empty (0 bytes): upload an image file (PNG, JPEG, …)")
+    hint = ": upload a PNG, JPEG, GIF, BMP, TIFF or WebP file"
+    return _to_rgb(_decode(io.BytesIO(content), label, hint))
+
+
 def _open_path(path: Path) -> Image.Image:
     if not path.exists():
         raise ImageLoadError(f"image file not found: {path}")
+    return _decode(path, str(path))
+
+
+def _decode(source, label: str, hint: str = "") -> Image.Image:
+    """Open and fully decode ``source`` (a path or file object), EXIF-upright; errors name ``label``."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()  # decode now, inside the try, so truncated files fail here
             return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as error:
         raise ImageLoadError(
-            f"{path} is larger than Pillow's safety limit ({Image.MAX_IMAGE_PIXELS:,} pixels): {error}. "
+            f"{label} is larger than Pillow's safety limit ({Image.MAX_IMAGE_PIXELS:,} pixels): {error}. "
             "Downscale it first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
         ) from error
     except UnidentifiedImageError as error:
-        raise ImageLoadError(f"{path} is not an image file Pillow can read") from error
+        raise ImageLoadError(f"{label} is not an image file Pillow can read{hint}") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path} could not be decoded (corrupt or truncated?): {error}") from error
+        raise ImageLoadError(f"{label} could not be decoded (corrupt or truncated?): {error}") from error
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

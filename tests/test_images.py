@@ -122,3 +122,19 @@ def test_square_resize_geometry_squashes():
     processor = ChineseCLIPImageProcessorPil(size={"height": 32, "width": 32}, do_center_crop=False)
     geometry = CropGeometry.from_processor(processor, (300, 100))
     assert geometry.crop_box == (0.0, 0.0, 300.0, 100.0)
+
+
+def test_image_bytes_share_the_file_rules():
+    import io
+
+    from clipviz.images import load_image_bytes
+
+    buffer = io.BytesIO()
+    Image.new("LA", (3, 2), (0, 0)).save(buffer, format="PNG")
+    assert load_image_bytes(buffer.getvalue(), "a.png").getpixel((0, 0)) == (255, 255, 255)
+    with pytest.raises(ImageLoadError, match="“e.png” is empty"):
+        load_image_bytes(b"", "e.png")
+    with pytest.raises(ImageLoadError, match="“n.txt” is not an image file"):
+        load_image_bytes(b"hello", "n.txt")
+    with pytest.raises(ImageLoadError, match="corrupt or truncated"):
+        load_image_bytes(buffer.getvalue()[:40], "t.png")

@@ -19,9 +19,9 @@ import ipywidgets as widgets
 import traitlets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..images import ImageLoadError, load_image
+from ..images import ImageLoadError, load_image, load_image_bytes
 from ..zeroshot import (
     LANGUAGES,
     TEMPLATES,
@@ -77,18 +77,7 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
 
 def decode_upload(name: str, content: bytes) -> Image.Image:
     """An uploaded file as an upright RGB image; ``ImageLoadError`` in plain words if it is not one."""
-    if not content:
-        raise ImageLoadError(f"“{name}” is empty (0 bytes): upload an image file (PNG, JPEG, …)")
-    try:
-        with Image.open(io.BytesIO(content)) as opened:
-            opened.load()  # decode now, so a truncated file fails here
-            return load_image(opened)
-    except UnidentifiedImageError as error:
-        raise ImageLoadError(
-            f"“{name}” is not an image clipviz can read: upload a PNG, JPEG, GIF, BMP, TIFF or WebP file"
-        ) from error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"“{name}” could not be decoded (corrupt or truncated?): {error}") from error
+    return load_image_bytes(content, name)
 
 
 class ZeroShotApp(widgets.VBox):
