@@ -136,5 +136,7 @@ def test_image_bytes_share_the_file_rules():
         load_image_bytes(b"", "e.png")
     with pytest.raises(ImageLoadError, match="“n.txt” is not an image file"):
         load_image_bytes(b"hello", "n.txt")
+    noisy = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noisy, format="PNG")
     with pytest.raises(ImageLoadError, match="corrupt or truncated"):
-        load_image_bytes(buffer.getvalue()[:40], "t.png")
+        load_image_bytes(noisy.getvalue()[:300], "t.png")
