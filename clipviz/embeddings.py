@@ -59,7 +59,8 @@ _PROGRESS_MIN_BATCHES = 4  # a progress bar for anything longer than a few batch
 class Embeddings:
     """Image and text embeddings in one table: images first, then texts.
 
-    ``vectors``: ``[n, d]`` float32, unit norm (a memory-mapped array when it came from a cache).
+    ``vectors``: ``[n, d]`` float32, unit norm (a memory-mapped array when it came from a cache; float16
+    when a collection opened from disk stores float16).
     ``modality``: ``"image"`` or ``"text"`` per row. ``labels``: one label per row (``None`` where unknown).
     ``sources``: a path, ``"<image i>"`` for an in-memory image, or the text, per row.
     ``index``: the row's position in the ``images`` / ``texts`` the caller passed.
@@ -80,6 +81,40 @@ class Embeddings:
     skipped: list = field(default_factory=list)
     model_name: str = ""
     inputs: list = field(default_factory=list)
+    fingerprint: str = ""  # the weights fingerprint of the model that made the vectors, when known
+    metadata: dict = field(default_factory=dict)  # what a collection on disk says about itself
+
+    # ------------------------------------------------------------------ collections and search
+    @classmethod
+    def open(cls, path, *, cache=None, embedding_column: str | None = None) -> "Embeddings":
+        """Open a collection on disk, memory-mapped (see :mod:`clipviz.readers` for the layouts).
+
+        ``path``: a folder written by ``clipviz.embed(..., engine="ray", output=...)``, a ``cache=``
+        folder of ``clipviz.embed`` (or one of its ``*.run.json`` records), a clip-retrieval folder
+        (``img_emb/``, ``text_emb/``, ``metadata/``), or a Parquet file / folder of Parquet files
+        with an embedding column (``embedding_column=`` names it when it is not found by itself).
+        Parquet vectors are streamed once into a ``.npy`` under ``cache`` (default: the collection's
+        own folder when writable, else ``~/.cache/clipviz/collections``) and memory-mapped from there.
+        """
+        from .readers import open_collection
+
+        return open_collection(path, cache=cache, embedding_column=embedding_column)
+
+    def search(self, query, k: int = 10, *, model=None, among: str | None = None, block_rows: int = 65536):
+        """The ``k`` rows nearest to ``query`` by cosine similarity, exact (see :func:`clipviz.search.search`).
+
+        ``query``: a text (needs ``model``; finds images), an image or image path (needs ``model``;
+        finds texts), or a vector ``[d]``. ``among``: ``"image"``, ``"text"`` or ``"all"``.
+        """
+        from .search import search
+
+        return search(self, query, k=k, model=model, among=among, block_rows=block_rows)
+
+    def check_model(self, model) -> None:
+        """Refuse to combine these vectors with ``model`` when they say they come from another model."""
+        from .search import check_model
+
+        check_model(self, model)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -256,7 +291,8 @@ def embed(model, images=None, texts=None, labels=None, *, batch_size: int = 64, 
     run = _Run(model_name=getattr(model, "name", ""), dim=_output_dim(model), image_sources=image_sources,
                text_list=text_list, image_labels=image_labels, text_labels=text_labels,
                image_batches=image_batches, image_results=image_results, text_results=text_results,
-               pairs=pairs, thumbnail_size=thumbnail_size, store=store, keys=image_keys + text_keys)
+               pairs=pairs, thumbnail_size=thumbnail_size, store=store, keys=image_keys + text_keys,
+               fingerprint=model_fingerprint(model) if store is not None else "")
     return _assemble(run)
 
 
@@ -496,6 +532,7 @@ class _Run:
     thumbnail_size: int
     store: ShardStore | None
     keys: list
+    fingerprint: str = ""
 
 
 def _assemble(run: _Run) -> Embeddings:
@@ -512,7 +549,8 @@ def _assemble(run: _Run) -> Embeddings:
     n_rows = len(kept_images) + len(text_list)
 
     thumb_parts = [r.thumbnails for r in run.image_results if len(r.thumbnails)]
-    if run.store is not None and len(run.keys) > 1:
+    run_key = None
+    if run.store is not None:
         # One consolidated, memory-mapped file per run: a rerun opens it instead of concatenating shards.
         run_key = _hash("run", *run.keys)
         vectors = run.store.consolidated(run_key, "vectors", parts, (n_rows, dim), np.float32)
@@ -534,9 +572,15 @@ def _assemble(run: _Run) -> Embeddings:
     sources = [_describe(image_sources[i], i) for i in kept_images] + list(text_list)
     index = np.concatenate([kept_images, np.arange(len(text_list))]).astype(np.int64)
     modality = np.array(["image"] * len(kept_images) + ["text"] * len(text_list))
-    return Embeddings(vectors, modality, _object_array(labels), sources, index, thumbnails,
-                      _pair_rows(run.pairs, kept_images, len(image_sources), len(text_list)), skipped,
-                      run.model_name, [image_sources[i] for i in kept_images] + list(text_list))
+    result = Embeddings(vectors, modality, _object_array(labels), sources, index, thumbnails,
+                        _pair_rows(run.pairs, kept_images, len(image_sources), len(text_list)), skipped,
+                        run.model_name, [image_sources[i] for i in kept_images] + list(text_list),
+                        fingerprint=run.fingerprint)
+    if run_key is not None:
+        from .readers import write_cache_run_record
+
+        write_cache_run_record(run.store, run_key, result)
+    return result
 
 
 def _pair_rows(pairs, kept_images: np.ndarray, n_images: int, n_texts: int) -> np.ndarray | None:

@@ -34,21 +34,33 @@ class BatchResult:
 
 
 # ---------------------------------------------------------------------------------- the one atomic write
-def atomic_write(path, write: Callable) -> str:
+def atomic_write(path, write: Callable, *, by_path: bool = False) -> str:
     """Run ``write(handle)`` on a temporary file beside ``path``, fsync it, and rename it into place.
 
     Readers see either the old ``path`` or the complete new one, never a half-written file; on any
     exception (``KeyboardInterrupt`` included) the temporary is removed. Returns the SHA-256 of the
-    bytes written, which the store keeps as the file's checksum.
+    file written, which the store keeps as its checksum. ``by_path=True``: ``write`` gets the
+    temporary's path instead of a handle (for writers that need random access, e.g. ``open_memmap``).
     """
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as raw:
-            handle = _HashingWriter(raw)
-            write(handle)
-            raw.flush()
-            os.fsync(raw.fileno())
+        if by_path:
+            os.close(fd)
+            write(temporary)
+            fd = os.open(temporary, os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            digest = file_sha256(temporary)
+        else:
+            with os.fdopen(fd, "wb") as raw:
+                handle = _HashingWriter(raw)
+                write(handle)
+                raw.flush()
+                os.fsync(raw.fileno())
+            digest = handle.digest.hexdigest()
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -57,7 +69,7 @@ def atomic_write(path, write: Callable) -> str:
             pass
         raise
     _fsync_directory(path.parent)
-    return handle.digest.hexdigest()
+    return digest
 
 
 def atomic_write_bytes(path, data: bytes) -> str:
