@@ -245,11 +245,15 @@ def _finish(output: Path, metadata: dict) -> None:
 
 
 def _check_workers_load_the_same_model(ray, model, source, fingerprint: str) -> None:
-    """Load ``source`` once on a worker and compare weights: edits made in memory would otherwise be lost."""
-    source = source or model.name
+    """Load ``source`` as the actors will and compare weights: edits made in memory would otherwise be lost.
 
-    @ray.remote(num_cpus=0)
-    def worker_fingerprint(source, name, dtype):
+    Loaded here in the driver when it can (no extra worker process to start); on a cluster whose
+    workers see paths the driver does not, once in a Ray task instead.
+    """
+    source = source or model.name
+    dtype = str(model.dtype).removeprefix("torch.")
+
+    def loaded_fingerprint(source, name, dtype):
         import clipviz
         from clipviz.embeddings import model_fingerprint
 
@@ -257,7 +261,10 @@ def _check_workers_load_the_same_model(ray, model, source, fingerprint: str) -> 
         loaded.name = name
         return model_fingerprint(loaded)
 
-    got = ray.get(worker_fingerprint.remote(source, model.name, str(model.dtype).removeprefix("torch.")))
+    try:
+        got = loaded_fingerprint(source, model.name, dtype)
+    except (OSError, ValueError):
+        got = ray.get(ray.remote(num_cpus=0)(loaded_fingerprint).remote(source, model.name, dtype))
     if got != fingerprint:
         raise ValueError(
             f"model: the Ray workers load clipviz.load({source!r}), whose weights differ from the model in hand "
