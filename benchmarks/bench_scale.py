@@ -55,7 +55,7 @@ def start_ray(cpus: int):
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
                      object_store_memory=512 * 2**20, runtime_env={"env_vars": env})
             break
-        except Exception:  # noqa: BLE001 - retried, then re-raised
+        except Exception:  # retried, then re-raised
             ray.shutdown()
             if attempt == 2:
                 raise

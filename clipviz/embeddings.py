@@ -38,10 +38,10 @@ import html
 import os
 import warnings
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class Embeddings:
 
     # ------------------------------------------------------------------ collections and search
     @classmethod
-    def open(cls, path, *, cache=None, embedding_column: str | None = None) -> "Embeddings":
+    def open(cls, path, *, cache=None, embedding_column: str | None = None) -> Embeddings:
         """Open a collection on disk, memory-mapped (see :mod:`clipviz.readers` for the layouts).
 
         ``path``: a folder written by ``clipviz.embed(..., engine="ray", output=...)``, a ``cache=``
@@ -119,7 +119,7 @@ class Embeddings:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_arrays(cls, image_vectors=None, text_vectors=None, image_labels=None, text_labels=None,
-                    texts=None, pairs=None) -> "Embeddings":
+                    texts=None, pairs=None) -> Embeddings:
         """Wrap vectors computed elsewhere (rows are normalised to unit length)."""
         parts, modality, labels, sources, index = [], [], [], [], []
         for name, vectors, names in (("image", image_vectors, image_labels), ("text", text_vectors, text_labels)):

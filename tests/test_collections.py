@@ -121,3 +121,21 @@ def test_open_says_what_it_cannot_read(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no collection"):
         Embeddings.open(tmp_path / "empty")
+
+
+def test_the_float16_fast_path_equals_the_float32_search():
+    rng = np.random.default_rng(5)
+    full = _unit(rng, 20000, 64)
+    half = full.astype(np.float16)
+    for q in range(20):
+        query = full[q * 7] + 0.3 * _unit(rng, 1, 64)[0]
+        query = (query / np.linalg.norm(query)).astype(np.float32)
+        exact, _ = top_k(full, query, 10, block_rows=100000)
+        fast, scores = top_k(half, query, 10, block_rows=3000)
+        assert fast.tolist() == exact.tolist()
+        np.testing.assert_allclose(scores, _cosine_ref(half[fast], query), rtol=1e-6)
+
+
+def _cosine_ref(rows, query):
+    rows = rows.astype(np.float64)
+    return rows @ query / np.linalg.norm(rows, axis=1)

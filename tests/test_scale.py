@@ -30,14 +30,14 @@ N_IMAGES = int(os.environ.get("CLIPVIZ_SCALE_TEST_IMAGES", "2000"))  # a few tho
 @pytest.fixture(scope="module")
 def local_ray():
     # Workers import this checkout's clipviz, not whichever one the environment has installed.
-    options = dict(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False,
-                   runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                                             "TRANSFORMERS_VERBOSITY": "error"}})
+    options = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 256 * 2**20, "log_to_driver": False,
+                   "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+                                             "TRANSFORMERS_VERBOSITY": "error"}}}
     for attempt in range(5):  # Ray gives its raylet a fixed 30 s to start: a busy machine can miss that
         try:
             ray.init(**options)
             break
-        except Exception:  # noqa: BLE001 - retried, then re-raised
+        except Exception:  # retried, then re-raised
             ray.shutdown()
             if attempt == 4:
                 raise
@@ -68,7 +68,7 @@ def shape_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(model, shape_files):
     root, texts = shape_files
-    with pytest.warns(UserWarning, match="1 of 2001 images"):
+    with pytest.warns(UserWarning, match=f"1 of {N_IMAGES + 1} images"):
         return clipviz.embed(model, images=root, texts=texts, thumbnail_size=0, progress=False)
 
 

@@ -96,7 +96,9 @@ def embed_with_ray(model, images=None, texts=None, labels=None, *, output=None, 
         context = ray.data.DataContext.get_current()
         if progress is not None:
             context.enable_progress_bars = bool(progress)
-        block = _BLOCK_BATCHES * batch_size
+        actors = concurrency if isinstance(concurrency, int) else max(concurrency)
+        # enough blocks for every actor to have work, none bigger than a few batches
+        block = max(batch_size, min(_BLOCK_BATCHES * batch_size, -(-len(todo) // (2 * actors))))
         blocks = [_arrow_slice(rows, todo[i : i + block]) for i in range(0, len(todo), block)]
         dataset = ray.data.from_arrow(blocks).map_batches(
             _EmbedActor, batch_size=batch_size, batch_format="pyarrow", concurrency=concurrency,
