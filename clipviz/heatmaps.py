@@ -379,16 +379,33 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
+def check_sink_ratio(sink_ratio) -> float:
+    """``sink_ratio`` must be a finite number above 1: at or below 1 half the patches or more would be "sinks"."""
+    import numbers
+
+    from .errors import InvalidArgument, WrongType
+
+    if isinstance(sink_ratio, bool) or not isinstance(sink_ratio, numbers.Real):
+        raise WrongType("sink_ratio", f"got {type(sink_ratio).__name__} {sink_ratio!r}; pass a number above 1 "
+                                      f"(default {DEFAULT_SINK_RATIO}: a patch whose norm exceeds that many medians)")
+    if not (np.isfinite(sink_ratio) and sink_ratio > 1):
+        raise InvalidArgument("sink_ratio", f"{sink_ratio!r} would flag at least half the patches as sinks (a sink's norm "
+                                            f"is sink_ratio x the median patch norm): pass a number above 1, e.g. "
+                                            f"{DEFAULT_SINK_RATIO}")
+    return float(sink_ratio)
+
+
 def heatmap_from_capture(
     capture: AttentionCapture, method: str = "relevance", *, exclude_sinks: bool = False,
     sink_ratio: float = DEFAULT_SINK_RATIO, **options,
 ) -> "Heatmap":
     """A :class:`Heatmap` computed from an earlier :func:`capture_attention` (no model run)."""
     options = _method_options(method, options)
+    sinks = capture.sinks(check_sink_ratio(sink_ratio))
     raw = np.asarray(_MAPS[method](capture, **options), dtype=np.float64).reshape(capture.grid_size)
-    sinks = capture.sinks(sink_ratio)
     values = raw.copy()
-    if exclude_sinks and sinks.any() and not sinks.all():
+    excluded = bool(exclude_sinks and sinks.any() and not sinks.all())  # report only an exclusion that happened
+    if excluded:
         values[sinks] = values[~sinks].min()
     token_scores = None
     if method == "relevance" and capture.token_relevance is not None:
@@ -397,7 +414,7 @@ def heatmap_from_capture(
         grid=normalise(values), raw=raw, image=capture.image, geometry=capture.geometry, method=method,
         options=options, text=capture.text if method in TEXT_METHODS else None, logit=capture.logit,
         tokens=capture.tokens if token_scores is not None else None, token_scores=token_scores,
-        sinks=sinks, exclude_sinks=exclude_sinks,
+        sinks=sinks, exclude_sinks=excluded,
     )
 
 
@@ -422,6 +439,7 @@ def heatmap(model, image, text: str | None = None, method: str = "relevance", *,
         >>> hm.plot(); hm.overlay().save("cat_relevance.png")
     """
     options = _method_options(method, options)
+    check_sink_ratio(sink_ratio)
     if method in TEXT_METHODS and text is None:
         raise ValueError(f"method {method!r} explains an image–text match: pass text=")
     if method not in TEXT_METHODS and text is not None:
@@ -514,7 +532,7 @@ class Heatmap:
     tokens: list[str] | None = None
     token_scores: np.ndarray | None = None
     sinks: np.ndarray | None = None
-    exclude_sinks: bool = False
+    exclude_sinks: bool = False  # True only when sink patches were actually excluded from the map
     _image_map: np.ndarray | None = field(default=None, repr=False)
 
     @property
