@@ -57,6 +57,8 @@ def load_image(source) -> Image.Image:
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source))
     if isinstance(source, (str, os.PathLike)):
+        if not str(source).strip():  # Path("") would be the current directory
+            raise ImageLoadError("images", "got an empty path '': pass the path of an image file")
         return _to_rgb(_open_path(Path(source)))
     if isinstance(source, np.ndarray):
         return _to_rgb(_from_array(source))
@@ -97,8 +99,6 @@ def load_image_bytes(content: bytes, name: str = "upload") -> Image.Image:
 
 
 def _open_path(path: Path) -> Image.Image:
-    if str(path) == "":
-        raise ImageLoadError("images", "got an empty path '': pass the path of an image file")
     path = path.expanduser()
     try:
         mode = path.stat().st_mode
