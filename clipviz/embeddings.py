@@ -304,7 +304,7 @@ def model_fingerprint(model) -> str:
     Each weight tensor contributes its name, shape, dtype, its sum and up to 4,096 evenly strided
     values, and the model's ``weights_version()`` (a checksum of every value, so edits through
     ``.data`` count too). The result is remembered per model with that version, so a later call
-    costs one pass over the weights (~0.2 s for ViT-B/32, see BENCHMARKS.md) unless a weight changed.
+    costs one pass over the weights (~0.4 s for ViT-B/32, see BENCHMARKS.md) unless a weight changed.
     """
     import torch
 
