@@ -142,6 +142,13 @@ def _max_bytes(value) -> int | None:
     return value
 
 
+def _check_batch_size(batch_size, what: str = "batch_size") -> None:
+    if not _is_int(batch_size):
+        raise WrongType(what, f"got {type(batch_size).__name__} {batch_size!r}; pass a whole number such as 32")
+    if batch_size < 1:
+        raise InvalidArgument(what, f"{batch_size} must be at least 1")
+
+
 def check_device(device) -> torch.device:
     """``device`` as a ``torch.device`` this machine has, or a clear error."""
     if isinstance(device, torch.device):
@@ -236,7 +243,7 @@ class HookedCLIP:
 
     def _tower_config(self, tower: str):
         if tower not in TOWERS:
-            raise ValueError(f"tower must be one of {TOWERS}, not {tower!r}")
+            raise InvalidArgument("tower", f"must be 'vision' or 'text', not {tower!r}")
         return self.model.config.vision_config if tower == "vision" else self.model.config.text_config
 
     def n_layers(self, tower: str = "vision") -> int:
@@ -381,9 +388,10 @@ class HookedCLIP:
     @torch.no_grad()
     def image_embeds(self, images, batch_size: int = 32) -> torch.Tensor:
         """Unit-norm image embeddings ``[N, D]`` (on the CPU), encoded ``batch_size`` at a time."""
+        _check_batch_size(batch_size)
         sources = _images.as_list(images)
         if not sources:
-            raise ValueError("no images were given: pass an image, a path, an array or a list of them")
+            raise InvalidArgument("images", "no images were given: pass an image, a path, an array or a list of them")
         chunks = [
             self.image_features(self.pixel_values(sources[i : i + batch_size])).cpu()
             for i in range(0, len(sources), batch_size)
@@ -393,6 +401,7 @@ class HookedCLIP:
     @torch.no_grad()
     def text_embeds(self, texts, batch_size: int = 256) -> torch.Tensor:
         """Unit-norm text embeddings ``[M, D]`` (on the CPU)."""
+        _check_batch_size(batch_size)
         texts = as_text_list(texts)
         chunks = [
             self.text_features(self.tokenize(texts[i : i + batch_size])).cpu()

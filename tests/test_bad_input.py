@@ -465,3 +465,10 @@ def test_warnings_are_not_errors(model, photos):
         warnings.simplefilter("error")
         model.classify(photos, LABELS, templates="{}")
     assert isinstance(load_image(np.zeros((4, 4), dtype=np.int16)), Image.Image)
+
+
+def test_bad_batch_sizes_and_tower_names(model, photos):
+    refused(model, photos, InvalidArgument, "batch_size: 0 must be at least 1", lambda: model.image_embeds(photos, batch_size=0))
+    refused(model, photos, WrongType, "batch_size: got float", lambda: model.text_embeds(LABELS, batch_size=2.5))
+    with pytest.raises(InvalidArgument, match="tower: must be 'vision' or 'text', not 'audio'"):
+        model.n_layers("audio")
