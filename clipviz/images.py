@@ -67,9 +67,13 @@ def load_image(source) -> Image.Image:
     if _is_file_like(source):
         label = f"file object {getattr(source, 'name', type(source).__name__)!r}"
         return _to_rgb(_decode(source, label))
+    hint = ""
+    if type(source).__name__ == "Tensor":
+        hint = (" (for a torch tensor [C, H, W] in 0..1 pass tensor.permute(1, 2, 0).numpy(); processed pixel values "
+                "go to run_with_cache(pixel_values=...))")
     raise ImageTypeError(
         "images", f"cannot use an object of type {type(source).__name__} as an image: pass a file path, the bytes "
-        "of an image file, an open binary file, a PIL.Image or a numpy array of shape [H, W] or [H, W, C]"
+        f"of an image file, an open binary file, a PIL.Image or a numpy array of shape [H, W] or [H, W, C]{hint}"
     )
 
 
@@ -138,11 +142,16 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        hint = ""
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            hint = ": it looks channels-first, pass array.transpose(1, 2, 0)"
+        elif array.ndim == 4:
+            hint = ": for a batch [N, H, W, C] pass list(array)"
         raise ImageLoadError(
-            f"an image array must have shape [H, W], [H, W, 3] or [H, W, 4] (channels last); got {array.shape}"
+            "images", f"an image array must have shape [H, W], [H, W, 3] or [H, W, 4] (channels last); got {array.shape}{hint}"
         )
     if array.size == 0:
-        raise ImageLoadError(f"the image array is empty (shape {array.shape})")
+        raise ImageLoadError("images", f"the image array is empty (shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise ImageLoadError("images", "the image array contains NaN or infinite values")
