@@ -472,3 +472,12 @@ def test_bad_batch_sizes_and_tower_names(model, photos):
     refused(model, photos, WrongType, "batch_size: got float", lambda: model.text_embeds(LABELS, batch_size=2.5))
     with pytest.raises(InvalidArgument, match="tower: must be 'vision' or 'text', not 'audio'"):
         model.n_layers("audio")
+
+
+def test_the_towers_weights_cover_the_model(tiny_hooked, family):
+    model = tiny_hooked[family]
+    text = {id(p) for p in model._tower_parameters("text")}
+    vision = {id(p) for p in model._tower_parameters("vision")}
+    rest = {id(p) for p in model.model.parameters()} - text - vision
+    assert not text & vision
+    assert rest == {id(model.model.logit_scale)}  # the temperature is in neither tower
