@@ -109,6 +109,7 @@ class ZeroShotApp(widgets.VBox):
         super().__init__()
         lang = default_language(model) if lang is None else lang
         templates = default_template_set(model) if templates is None else templates
+        _check_k(k)
         if lang not in TEMPLATES:
             raise InvalidArgument("lang", f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
         if templates not in TEMPLATES[lang]:
