@@ -12,6 +12,7 @@ import clipviz
 from clipviz import heatmap_eval
 from clipviz.heatmaps import (
     METHODS,
+    Heatmap,
     capture_attention,
     heatmap,
     heatmap_from_capture,
@@ -198,9 +199,7 @@ def test_image_map_lands_on_the_object_in_a_non_square_image(tiny_hooked, squash
     p = crop.shape[0] // gh
     grid = darkness.reshape(gh, p, gw, p).mean(axis=(1, 3))
     geometry = CropGeometry.from_processor(hooked.processor, image.size)
-    hm = heatmap(hooked, image, method="attention")
-    hm.grid = grid / grid.max()
-    hm._image_map = None
+    hm = Heatmap.from_grid(grid / grid.max(), image, geometry)
     peak_x, peak_y = hm.peak
     assert abs(peak_x - cx) <= geometry.crop_box[2] / gw and abs(peak_y - cy) <= height / gh
     assert cx - r - 1 <= peak_x <= cx + r and cy - r - 1 <= peak_y <= cy + r
@@ -361,11 +360,10 @@ def test_rich_display_and_plot(tiny_hooked, photo):
 
 # ------------------------------------------------------------------------------ evaluation
 def test_pointing_game_and_energy_in_box(tiny_hooked, photo):
-    hm = heatmap(tiny_hooked["clip"], photo, method="attention")
-    hm.grid = np.zeros((4, 4))
-    hm.grid[1, 2] = 1.0
-    hm._image_map = None
-    geometry = hm.geometry
+    grid = np.zeros((4, 4))
+    grid[1, 2] = 1.0
+    geometry = CropGeometry.from_processor(tiny_hooked["clip"].processor, photo.size)
+    hm = Heatmap.from_grid(grid, photo, geometry)
     x0, y0, x1, y1 = geometry.crop_box
     cell_w, cell_h = (x1 - x0) / 4, (y1 - y0) / 4
     box = (x0 + 2 * cell_w, y0 + 1 * cell_h, x0 + 3 * cell_w, y0 + 2 * cell_h)
@@ -420,3 +418,39 @@ def test_relevance_points_at_the_named_object(name, one_thread):
     # text (or found only the more salient object) could not pass
     assert score.pointing >= 0.85, score
     assert score.energy > 0.3, score
+
+
+# ------------------------------------------------------------------------------ the method table
+def test_every_method_is_one_record_used_everywhere(tiny_hooked, photo):
+    """Options, text need and layers to capture come from the record: change the record, change them all."""
+    from clipviz.heatmaps import HEATMAP_METHODS, TEXT_METHODS
+    from clipviz.widgets.attention import AttentionApp
+
+    assert METHODS == tuple(HEATMAP_METHODS)
+    assert TEXT_METHODS == tuple(n for n, r in HEATMAP_METHODS.items() if r.needs_text)
+    model = tiny_hooked["clip"]
+    app = AttentionApp(model, images=[photo], prompt=TEXT)
+    assert [value for _, value in app._method.options] == list(HEATMAP_METHODS)
+    for name, record in HEATMAP_METHODS.items():
+        hm = heatmap(model, photo, TEXT if record.needs_text else None, method=name)
+        assert hm.options == dict(record.options)
+        assert (hm.text == TEXT) == record.needs_text
+        assert (hm.token_scores is not None) == record.token_scores
+        app.state.method = name
+        assert app.last_error is None and app.heatmap.method == name
+        assert app._layer.disabled == (record.slider is None)
+        with pytest.raises(TypeError, match=f"method {name!r} has no option 'colour'"):
+            heatmap(model, photo, TEXT if record.needs_text else None, method=name, colour=1)
+
+
+def test_heatmap_from_grid_maps_a_new_grid_anew(tiny_hooked, photo):
+    geometry = CropGeometry.from_processor(tiny_hooked["clip"].processor, photo.size)
+    grid = np.zeros((4, 4))
+    grid[0, 0] = 1.0
+    hm = Heatmap.from_grid(grid, photo, geometry)
+    first_peak = hm.peak
+    moved = np.zeros((4, 4))
+    moved[3, 3] = 1.0
+    hm.grid = moved  # a new grid is mapped again, not served from the cache
+    assert hm.peak != first_peak and hm.peak[0] > first_peak[0] and hm.peak[1] > first_peak[1]
+    assert np.array_equal(hm.raw, grid) and hm.method == "custom"
