@@ -34,8 +34,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import clipviz  # noqa: E402
 from clipviz import heatmap_eval, zoo  # noqa: E402
 from clipviz.heatmaps import Heatmap, heatmap, method_record  # noqa: E402
@@ -100,21 +98,11 @@ def faithfulness(model, queries):
 
 def build_vit_b16(directory: Path) -> Path:
     """A random CLIP with a ViT-B/16 vision tower (224 px, 14 × 14 patches) and a small text tower."""
-    from transformers import CLIPConfig, CLIPModel
+    from clipviz.testing import VIT_B16, random_checkpoint
 
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-    from tiny_models import CORPUS
-
-    tokenizer = build_tokenizer("clip", CORPUS * 4, vocab_size=300, model_max_length=77)
-    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=77, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                  patch_size=16, image_size=224)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)).save_pretrained(directory)
-    build_processor("clip", tokenizer, 224).save_pretrained(directory)
-    return directory
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    return random_checkpoint(directory, "clip", vision=VIT_B16, text=text, projection_dim=512, context=77,
+                             logit_scale=None)
 
 
 def slider_latency(model, images, prompt, repeats):
