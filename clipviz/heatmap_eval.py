@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .heatmaps import Heatmap, heatmap
+from .heatmaps import HEATMAP_METHODS, Heatmap, heatmap, method_record
 
 #: shapes-world scene seed for held-out evaluation (training uses seeds >= 1,000,000)
 HELDOUT_SEED = 5
@@ -217,19 +217,25 @@ def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):
 
 
 def evaluate_localisation(model, queries, method: str = "relevance", **options) -> LocalisationScore:
-    """Pointing game and energy-in-box of ``method`` over ``queries`` = [(image, text, box), ...]."""
-    from .heatmaps import TEXT_METHODS
+    """Pointing game and energy-in-box of ``method`` over ``queries`` = [(image, text, box), ...].
 
+    Methods that do not read the text (``HEATMAP_METHODS[method].needs_text`` false) get none.
+    """
+    needs_text = method_record(method).needs_text
     hits, energies = [], []
     for image, text, box in queries:
-        hm = heatmap(model, image, text if method in TEXT_METHODS else None, method=method, **options)
+        hm = heatmap(model, image, text if needs_text else None, method=method, **options)
         hits.append(pointing_game(hm, box))
         energies.append(energy_in_box(hm, box))
     return LocalisationScore(model.name, method, options, len(queries), float(np.mean(hits)), float(np.mean(energies)))
 
 
-def evaluate_on_shapes(model, methods=("attention", "rollout", "relevance", "grad_eclip"), n: int = 200,
-                       seed: int = HELDOUT_SEED, lang: str = "en") -> list[LocalisationScore]:
-    """Pointing game and energy-in-box of each method (default options) on held-out two-object scenes."""
+def evaluate_on_shapes(model, methods=None, n: int = 200, seed: int = HELDOUT_SEED,
+                       lang: str = "en") -> list[LocalisationScore]:
+    """Pointing game and energy-in-box of each method (default options) on held-out two-object scenes.
+
+    ``methods``: names from ``clipviz.heatmaps.HEATMAP_METHODS`` (default: all of them).
+    """
+    methods = tuple(HEATMAP_METHODS) if methods is None else methods
     queries = shapes_queries(n, seed, lang)
     return [evaluate_localisation(model, queries, method) for method in methods]

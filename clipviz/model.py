@@ -376,12 +376,20 @@ class HookedCLIP:
 
     # ----------------------------------------------------------------- encoding
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Unit-norm image embeddings ``[N, D]``; differentiable (use under ``torch.no_grad`` if you like)."""
+        """**Unit-norm** image embeddings ``[N, D]``; differentiable (use under ``torch.no_grad`` if you like).
+
+        Not the same numbers as transformers' ``get_image_features``: that returns the raw projection
+        (its ``.pooler_output``), this divides it by its norm, as the model does before its logits.
+        Multiply by ``logit_scale`` and take dot products to get ``logits_per_image``.
+        """
         projected = _pooler(self.model.get_image_features(pixel_values=pixel_values))
         return self._points["vision.hook_embeds"](_normalise(projected))
 
     def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unit-norm text embeddings ``[M, D]`` from ``tokenize`` output; differentiable."""
+        """**Unit-norm** text embeddings ``[M, D]`` from ``tokenize`` output; differentiable.
+
+        Unlike transformers' ``get_text_features`` (the raw projection), divided by its norm.
+        """
         projected = _pooler(self.model.get_text_features(**tokens))
         return self._points["text.hook_embeds"](_normalise(projected))
 

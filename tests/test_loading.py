@@ -98,14 +98,27 @@ def test_malicious_pickle_is_refused(tiny_models, tmp_path):
     assert not os.path.exists("/tmp/clipviz_pwned")
 
 
-def test_never_trusts_remote_code():
-    import inspect
+def test_never_trusts_remote_code(tiny_models, family, monkeypatch):
+    """Every from_pretrained that clipviz.load makes says trust_remote_code=False (recorded, not grepped)."""
+    import transformers
 
-    import clipviz.loading
+    calls = []
 
-    source = inspect.getsource(clipviz.loading)
-    assert "trust_remote_code=True" not in source
-    assert source.count("trust_remote_code=False") >= 3
+    def recording(owner):
+        original = owner.from_pretrained  # bound to ``owner``
+
+        def from_pretrained(*args, **kwargs):
+            calls.append((owner.__name__, kwargs))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, "from_pretrained", from_pretrained)
+
+    for owner in (transformers.AutoConfig, transformers.AutoProcessor, transformers.CLIPModel,
+                  transformers.ChineseCLIPModel, transformers.AltCLIPModel):
+        recording(owner)
+    clipviz.load(tiny_models[family])
+    assert {name for name, _ in calls} >= {"AutoConfig", "AutoProcessor"} and len(calls) >= 3, calls
+    assert all(kwargs.get("trust_remote_code") is False for _, kwargs in calls), calls
 
 
 @pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")])

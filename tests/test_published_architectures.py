@@ -36,26 +36,11 @@ PUBLISHED = {
 
 
 def _build(family, directory):
-    from transformers import AltCLIPConfig, AltCLIPModel, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
-
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-    from tiny_models import CORPUS
+    from clipviz.testing import random_checkpoint
 
     vision, text, projection, _, context = PUBLISHED[family]
-    tokenizer = build_tokenizer(family, CORPUS * 4, vocab_size=300, model_max_length=context)
-    text = dict(text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    if family == "clip":
-        text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    config_class, model_class = {
-        "clip": (CLIPConfig, CLIPModel),
-        "chinese_clip": (ChineseCLIPConfig, ChineseCLIPModel),
-        "altclip": (AltCLIPConfig, AltCLIPModel),
-    }[family]
-    torch.manual_seed(0)
-    model = model_class(config_class(text_config=text, vision_config=vision, projection_dim=projection))
-    model.save_pretrained(directory)
-    build_processor(family, tokenizer, vision["image_size"]).save_pretrained(directory)
-    del model
+    random_checkpoint(directory, family, vision=vision, text=text, projection_dim=projection, context=context,
+                      logit_scale=None)
 
 
 @pytest.mark.parametrize("family", list(PUBLISHED))

@@ -266,8 +266,8 @@ def test_app_default_gallery_is_the_shapes_world(tiny_hooked):
 def _bundled(name):
     from clipviz import zoo
 
-    if name not in zoo.available():
-        pytest.skip(f"bundled model {name!r} is not trained/installed yet (clipviz/zoo/models)")
+    # a missing bundled model is a failure, not a skip: every default in clipviz depends on them
+    assert name in zoo.available(), f"bundled model {name!r} is missing from clipviz/zoo/models (python -m clipviz.zoo.train)"
     return clipviz.load(name)
 
 
