@@ -22,7 +22,14 @@ from PIL import Image
 import clipviz
 import clipviz.heatmaps
 from clipviz import zeroshot
-from clipviz.errors import BadCheckpoint, ClipvizError, DeviceUnavailable, InvalidArgument, MissingFile, WrongType
+from clipviz.errors import (
+    BadCheckpoint,
+    ClipvizError,
+    DeviceUnavailable,
+    InvalidArgument,
+    MissingFile,
+    WrongType,
+)
 from clipviz.hooks import clipviz_hooks_on
 from clipviz.images import ImageLoadError, load_image
 
@@ -400,7 +407,7 @@ def test_nonsensical_sink_ratios_are_refused_before_running(model, photos, ratio
 
 
 def test_a_heatmap_reports_only_an_exclusion_that_happened(model, photos):
-    import clipviz.heatmaps as heatmaps
+    from clipviz import heatmaps
 
     capture = heatmaps.capture_attention(model, photos[0], None)
     capture.patch_norms = np.ones_like(capture.patch_norms)  # no patch stands out: no sinks
