@@ -106,14 +106,22 @@ def default_language(model) -> str:
     return FAMILY_LANGUAGE.get(getattr(model, "family", None), "en")
 
 
-def default_template_set(model) -> str:
-    """``"shapes"`` for the bundled shapes-world models, ``"ensemble"`` for every other model.
+#: top-level key of a checkpoint's config.json naming its default template set (a key of ``TEMPLATES[lang]``)
+TEMPLATE_SET_KEY = "clipviz_template_set"
 
-    The bundled models learned their vocabulary from shapes-world captions only: words such as
-    "photo" or "sculpture" are unknown to them and make CLIP's photo-style ensemble worse than
-    saying the label the way their captions do (see tests/test_zeroshot.py for the figures).
+
+def default_template_set(model) -> str:
+    """The template set the checkpoint's config names (``TEMPLATE_SET_KEY``), else ``"ensemble"``.
+
+    The bundled models carry ``"clipviz_template_set": "shapes"``: they learned their vocabulary
+    from shapes-world captions only, so words such as "photo" or "sculpture" are unknown to them and
+    make CLIP's photo-style ensemble worse than saying the label the way their captions do (see
+    tests/test_zeroshot.py for the figures). The marker travels with the checkpoint, so the choice
+    holds however the model is loaded (bundled name, its directory, a copy) and whatever it is named.
     """
-    return "shapes" if str(getattr(model, "name", "")).startswith("shapes-") else DEFAULT_TEMPLATE_SET
+    config = getattr(getattr(model, "model", None), "config", None)
+    marked = getattr(config, TEMPLATE_SET_KEY, None)
+    return marked if isinstance(marked, str) and marked else DEFAULT_TEMPLATE_SET
 
 
 def template_sets(lang: str = "en") -> dict[str, tuple[str, ...]]:

@@ -300,3 +300,20 @@ def test_ensemble_at_least_as_accurate_as_single_template(name):
     # and averaging does not cost accuracy against its members alone: the phrasings are near-synonyms
     # to the model, so allow the noise of one scene in 300
     assert figures["shapes"] >= np.mean(list(members.values())) - 1 / len(scenes)
+
+
+def test_default_template_set_follows_the_checkpoint_marker_not_the_name(tiny_models, tmp_path):
+    """The config's clipviz_template_set picks the default, however the model is loaded or named."""
+    import json
+    import shutil
+
+    from clipviz import zoo
+
+    bundled = clipviz.load(zoo.path("shapes-clip"))  # a directory, not the bundled name
+    assert zeroshot.default_template_set(bundled) == "shapes"
+    assert classify(bundled, Image.new("RGB", (64, 64)), LABELS).templates == zeroshot.TEMPLATES["en"]["shapes"]
+    assert zeroshot.default_template_set(clipviz.load(tiny_models["clip"])) == "ensemble"
+    marked = shutil.copytree(tiny_models["clip"], tmp_path / "not-a-shapes-name")
+    config = json.loads((marked / "config.json").read_text())
+    (marked / "config.json").write_text(json.dumps({**config, zeroshot.TEMPLATE_SET_KEY: "single"}))
+    assert zeroshot.default_template_set(clipviz.load(marked)) == "single"
