@@ -215,3 +215,10 @@ def as_list(sources) -> Sequence:
     if isinstance(sources, Iterable):
         return list(sources)
     raise ImageLoadError(f"expected an image or a list of images, got {type(sources).__name__}")
+
+
+def image_label(source, index: int) -> str:
+    """How the apps name image ``index`` in a picker: ``"3: cat.jpg"`` for a path, ``"image 3"`` otherwise."""
+    if isinstance(source, (str, Path)):
+        return f"{index}: {Path(source).name}"
+    return f"image {index}"

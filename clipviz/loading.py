@@ -30,10 +30,8 @@ class CheckpointNotFoundError(OSError):
 
 
 def _bundled_path(name: str) -> Path | None:
-    try:
-        from . import zoo
-    except ImportError:  # the zoo package is optional while models are being trained
-        return None
+    from . import zoo
+
     return zoo.path(name) if name in zoo.available() else None
 
 

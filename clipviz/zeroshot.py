@@ -22,9 +22,7 @@ model object, so asking new images the same question costs only the image encodi
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -247,11 +245,11 @@ _THUMBNAIL = 40  # pixels
 
 
 def _thumbnail_uri(image) -> str:
+    from .plotting.encode import data_url
+
     thumb = image.copy()
     thumb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(thumb)
 
 
 @dataclass(eq=False)
@@ -339,6 +337,19 @@ def scores(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor) -> tup
     return logits.numpy(), probs.numpy()
 
 
+def zero_shot_result(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor, labels: list[str],
+                     templates: tuple[str, ...], lang: str, images, *, model_name: str | None = None) -> ZeroShotResult:
+    """The one way a :class:`ZeroShotResult` is made (``classify``, ``compare`` and ``ZeroShotApp``).
+
+    ``image_embeds``: unit-norm ``[n_images, D]`` of ``images``; ``class_embeds``: ``[n_labels, D]``
+    from :func:`label_embeds` for ``labels`` (checked) with ``templates`` (resolved) in ``lang``.
+    """
+    logits, probs = scores(model, image_embeds, class_embeds)
+    name = getattr(model, "name", "") if model_name is None else model_name
+    return ZeroShotResult(labels=list(labels), probs=probs, logits=logits, templates=tuple(templates), lang=lang,
+                          model_name=name, images=list(images))
+
+
 def classify(model, images, labels, templates=None, lang: str | None = None, batch_size: int = 32,
              text_batch_size: int = 256) -> ZeroShotResult:
     """Zero-shot classify ``images`` (one or a list: paths, PIL images, arrays) over ``labels``.
@@ -356,9 +367,7 @@ def classify(model, images, labels, templates=None, lang: str | None = None, bat
     class_embeds = label_embeds(model, labels, resolved, lang=lang, batch_size=text_batch_size)
     loaded = _images.load_images(images)
     image_embeds = model.image_embeds(loaded, batch_size=batch_size)
-    logits, probs = scores(model, image_embeds, class_embeds)
-    return ZeroShotResult(labels=labels, probs=probs, logits=logits, templates=resolved, lang=lang,
-                          model_name=getattr(model, "name", ""), images=loaded)
+    return zero_shot_result(model, image_embeds, class_embeds, labels, resolved, lang, loaded)
 
 
 # ---------------------------------------------------------------- compare
@@ -428,9 +437,8 @@ def compare(models, images, labels, templates=None, lang: str | None = None, bat
         for code, values in by_language.items():
             language = default_language(model) if code is None else code
             resolved = resolve_templates(default_template_set(model) if templates is None else templates, language)
-            class_embeds = label_embeds(model, values, resolved, lang=language)
-            logits, probs = scores(model, image_embeds, class_embeds)
             entry = model_name if len(by_language) == 1 and len(named) > 1 else f"{model_name} · {language}"
-            results[entry] = ZeroShotResult(labels=check_labels(values), probs=probs, logits=logits,
-                                            templates=resolved, lang=language, model_name=model_name, images=loaded)
+            class_embeds = label_embeds(model, values, resolved, lang=language)
+            results[entry] = zero_shot_result(model, image_embeds, class_embeds, check_labels(values), resolved,
+                                              language, loaded, model_name=model_name)
     return ZeroShotComparison(results)

@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..heatmaps import HEATMAP_METHODS, capture_attention, heatmap_from_capture, layer_head_grids
-from ..images import load_image
+from ..images import image_label, load_image
 from ..plotting.encode import image_bytes
 from ..plotting.heatmaps import blend, colour_table
 
@@ -90,7 +90,7 @@ class AttentionApp(widgets.VBox):
             raise ValueError("AttentionApp needs at least one image")
         self.model = model
         self.images = [load_image(source) for source in sources]
-        labels = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(sources)]
+        labels = list(labels) if labels is not None else [image_label(s, i) for i, s in enumerate(sources)]
         self.n_layers, self.n_heads = model.n_layers("vision"), model.n_heads("vision")
         self.state = AttentionState(prompt=prompt or "", method=method, layer=0)
         self._captures: OrderedDict = OrderedDict()
@@ -214,10 +214,3 @@ class AttentionApp(widgets.VBox):
         plot_layer_head_grid(grids, fig=self._grid_figure)
         self._grid_view.value = image_bytes(self._grid_figure)
 
-
-def _label(source, index: int) -> str:
-    from pathlib import Path
-
-    if isinstance(source, (str, Path)):
-        return f"{index}: {Path(source).name}"
-    return f"image {index}"
