@@ -26,7 +26,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np
 
 
-
 def build_b32(directory: Path) -> Path:
     """A random CLIP with ViT-B/32's shapes (vision 768 × 12 layers, patch 32, 224 px; text 512 × 12)."""
     from clipviz.testing import TEXT_B, VIT_B32, random_checkpoint

@@ -101,7 +101,8 @@ class FaithfulnessCurve:
         return plot_faithfulness(self, ax=ax)
 
     def __repr__(self) -> str:
-        return f"FaithfulnessCurve({self.kind}, auc={self.auc:.3f}, random_auc={self.random_auc:.3f}, steps={len(self.fractions)})"
+        return (f"FaithfulnessCurve({self.kind}, auc={self.auc:.3f}, random_auc={self.random_auc:.3f}, "
+                f"steps={len(self.fractions)})")
 
 
 def _blurred(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -199,7 +200,8 @@ class LocalisationScore:
     energy: float
 
     def __repr__(self) -> str:
-        return f"LocalisationScore({self.model}, {self.method}, n={self.n}, pointing={self.pointing:.1%}, energy={self.energy:.1%})"
+        return (f"LocalisationScore({self.model}, {self.method}, n={self.n}, pointing={self.pointing:.1%}, "
+                f"energy={self.energy:.1%})")
 
 
 def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):

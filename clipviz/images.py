@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -147,7 +147,7 @@ class CropGeometry:
     crop_box: tuple[float, float, float, float]
 
     @classmethod
-    def from_processor(cls, processor, original_size: tuple[int, int]) -> "CropGeometry":
+    def from_processor(cls, processor, original_size: tuple[int, int]) -> CropGeometry:
         """Geometry of ``processor`` (or its ``image_processor``) applied to a ``(W, H)`` image."""
         from transformers.image_transforms import get_resize_output_image_size
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import html
 import re
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -407,7 +407,8 @@ class ZeroShotComparison:
         return "".join(parts)
 
 
-def compare(models, images, labels, templates=None, lang: str | None = None, batch_size: int = 32) -> ZeroShotComparison:
+def compare(models, images, labels, templates=None, lang: str | None = None,
+            batch_size: int = 32) -> ZeroShotComparison:
     """Classify the same ``images`` with several models and/or label languages, side by side.
 
     ``models``: one model, a list, or a ``{name: model}`` dict. ``labels``: a list (one language,

@@ -20,9 +20,9 @@ from collections import OrderedDict
 import ipywidgets as widgets
 import numpy as np
 import traitlets
-from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from ..heatmaps import HEATMAP_METHODS, capture_attention, heatmap_from_capture, layer_head_grids
 from ..images import image_label, load_image
@@ -129,7 +129,8 @@ class AttentionApp(widgets.VBox):
                                  self._opacity, self._sinks])
         grid_box = widgets.Accordion(children=[self._grid_view], titles=("all layers × heads (CLS attention)",),
                                      selected_index=0)
-        super().__init__([widgets.HBox([controls, widgets.VBox([self._view, self._caption, self._tokens])]), grid_box, self._errors])
+        picture = widgets.VBox([self._view, self._caption, self._tokens])
+        super().__init__([widgets.HBox([controls, picture]), grid_box, self._errors])
 
         self.state.observe(self._on_input, names=["image_index", "prompt"])
         self.state.observe(self._on_view, names=["method", "layer", "head", "opacity", "exclude_sinks"])
