@@ -444,6 +444,22 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
+def check_sink_ratio(sink_ratio) -> float:
+    """``sink_ratio`` must be a finite number above 1: at or below 1 half the patches or more would be "sinks"."""
+    import numbers
+
+    from .errors import InvalidArgument, WrongType
+
+    if isinstance(sink_ratio, bool) or not isinstance(sink_ratio, numbers.Real):
+        raise WrongType("sink_ratio", f"got {type(sink_ratio).__name__} {sink_ratio!r}; pass a number above 1 "
+                                      f"(default {DEFAULT_SINK_RATIO}: a patch whose norm exceeds that many medians)")
+    if not (np.isfinite(sink_ratio) and sink_ratio > 1):
+        raise InvalidArgument("sink_ratio", f"{sink_ratio!r} would flag at least half the patches as sinks (a sink's norm "
+                                            f"is sink_ratio x the median patch norm): pass a number above 1, e.g. "
+                                            f"{DEFAULT_SINK_RATIO}")
+    return float(sink_ratio)
+
+
 def heatmap_from_capture(
     capture: AttentionCapture, method: str = "relevance", *, exclude_sinks: bool = False,
     sink_ratio: float = DEFAULT_SINK_RATIO, **options,
@@ -451,10 +467,11 @@ def heatmap_from_capture(
     """A :class:`Heatmap` computed from an earlier :func:`capture_attention` (no model run)."""
     record = method_record(method)
     options = record.resolve_options(options)
+    sinks = capture.sinks(check_sink_ratio(sink_ratio))
     raw = np.asarray(record.compute(capture, **options), dtype=np.float64).reshape(capture.grid_size)
-    sinks = capture.sinks(sink_ratio)
     values = raw.copy()
-    if exclude_sinks and sinks.any() and not sinks.all():
+    excluded = bool(exclude_sinks and sinks.any() and not sinks.all())  # report only an exclusion that happened
+    if excluded:
         values[sinks] = values[~sinks].min()
     token_scores = None
     if record.token_scores and capture.token_relevance is not None:
@@ -463,7 +480,7 @@ def heatmap_from_capture(
         grid=normalise(values), raw=raw, image=capture.image, geometry=capture.geometry, method=method,
         options=options, text=capture.text if record.needs_text else None, logit=capture.logit,
         tokens=capture.tokens if token_scores is not None else None, token_scores=token_scores,
-        sinks=sinks, exclude_sinks=exclude_sinks,
+        sinks=sinks, exclude_sinks=excluded,
     )
 
 
@@ -489,6 +506,7 @@ def heatmap(model, image, text: str | None = None, method: str = "relevance", *,
     """
     record = method_record(method)
     options = record.resolve_options(options)
+    check_sink_ratio(sink_ratio)
     if record.needs_text and text is None:
         raise ValueError(f"method {method!r} explains an image–text match: pass text=")
     if not record.needs_text and text is not None:
@@ -543,7 +561,7 @@ class Heatmap:
     tokens: list[str] | None = None
     token_scores: np.ndarray | None = None
     sinks: np.ndarray | None = None
-    exclude_sinks: bool = False
+    exclude_sinks: bool = False  # True only when sink patches were actually excluded from the map
     # (grid, image map) of the last grid mapped: a new ``grid`` (assigned or via ``replace``) maps anew
     _mapped: tuple | None = field(default=None, init=False, repr=False)
 

@@ -10,6 +10,7 @@ stack trace from the Hub client.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -18,16 +19,18 @@ from urllib.parse import urlparse
 
 import torch
 
+from .errors import BadCheckpoint, InvalidArgument, MissingFile, WrongType
 from .families import family_of
 
 DEFAULT_MODEL = "shapes-clip"
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "sentencepiece.bpe.model", "tokenizer_config.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-class CheckpointNotFoundError(OSError):
-    """The checkpoint is not on disk and cannot be fetched; the message says what to do."""
+class CheckpointNotFoundError(MissingFile):
+    """The checkpoint is not on disk and cannot be fetched; the message says what to do (an ``OSError``)."""
 
 
 def _bundled_path(name: str) -> Path | None:
@@ -78,6 +81,12 @@ def _how_to_get(repo_id: str, why: str) -> str:
 def resolve(name_or_path: str | os.PathLike | None) -> Path:
     """A local directory holding the checkpoint ``name_or_path`` names (downloading a Hub id if it can)."""
     name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    if not isinstance(name, (str, os.PathLike)):
+        raise WrongType("name_or_path", f"got {type(name).__name__} {name!r}; pass a bundled model name such as "
+                                        "'shapes-clip', a Hub id or a directory path")
+    if not str(name).strip():  # Path("") is the current directory: never guess that
+        raise InvalidArgument("name_or_path", f"{name!r} is empty: pass a bundled model name such as 'shapes-clip', a Hub id "
+                                              "like 'openai/clip-vit-base-patch32', a directory, or nothing for the default")
     if isinstance(name, os.PathLike) or Path(str(name)).expanduser().is_dir():
         path = Path(name).expanduser()
         if not path.is_dir():
@@ -124,7 +133,7 @@ def parse_dtype(dtype) -> torch.dtype | None:
         return dtype
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in names:
-        raise ValueError(f"dtype must be a torch dtype or one of {sorted(names)}, not {dtype!r}")
+        raise InvalidArgument("dtype", f"dtype must be a torch dtype or one of {sorted(names)}, not {dtype!r}")
     return names[dtype]
 
 
@@ -141,12 +150,32 @@ def _quiet_progress_bars():
             logging.enable_progress_bar()
 
 
+def _check_readable(path: Path) -> None:
+    """A valid config.json and a weights file, checked before transformers reads them (its errors name internals)."""
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadCheckpoint("name_or_path", f"{path} has no config.json: save the model there with "
+                                            "model.save_pretrained(dir)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadCheckpoint("name_or_path", f"{config_file} is not valid JSON ({error}): restore it, or save the "
+                                            "model again with model.save_pretrained(dir)") from None
+    if not isinstance(config, dict):
+        raise BadCheckpoint("name_or_path", f"{config_file} holds a JSON {type(config).__name__}, not the object "
+                                            "save_pretrained writes: save the model again")
+    if not any((path / name).is_file() for name in _WEIGHT_FILES):
+        raise BadCheckpoint("name_or_path", f"{path} has a config.json but no weights ({' or '.join(_WEIGHT_FILES[::2])}): "
+                                            "copy the weights beside it, or save with model.save_pretrained(dir)")
+
+
 def read_checkpoint(path: Path, *, dtype=None):
     """``(model, processor, family)`` from a checkpoint directory, with clipviz's attention."""
     from transformers import AltCLIPModel, AutoConfig, AutoProcessor, ChineseCLIPModel, CLIPModel
 
     from .hooks import ATTENTION_IMPLEMENTATION, register_attention_implementation
 
+    _check_readable(Path(path))
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     family = family_of(config)
     model_class = {"clip": CLIPModel, "chinese_clip": ChineseCLIPModel, "altclip": AltCLIPModel}[family]

@@ -24,10 +24,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..errors import InvalidArgument
 from ..heatmaps import HEATMAP_METHODS, capture_attention, heatmap_from_capture, layer_head_grids
 from ..images import image_label, load_image
 from ..plotting.encode import image_bytes
 from ..plotting.heatmaps import blend, colour_table
+from .reporting import check_choice, check_index, refuse_invalid, show_error
 
 _CAPTURES_KEPT = 8  # (image, prompt) pairs whose captures stay in memory
 _DISPLAY_SIDE = 320  # pixels, the longer side of the picture in the app
@@ -38,7 +40,7 @@ class AttentionState(traitlets.HasTraits):
 
     image_index = traitlets.Int(0)
     prompt = traitlets.Unicode("")
-    method = traitlets.Enum(tuple(HEATMAP_METHODS), default_value="relevance")
+    method = traitlets.Unicode("relevance")  # one of HEATMAP_METHODS: checked by the app, which reports a refusal
     layer = traitlets.Int(0)  # "layer" for attention, "start layer" for rollout and relevance
     head = traitlets.Union([traitlets.Int(), traitlets.Unicode()], default_value="mean")
     opacity = traitlets.Float(0.5)
@@ -88,6 +90,8 @@ class AttentionApp(widgets.VBox):
         sources = list(images) if isinstance(images, (list, tuple)) else [images]
         if not sources:
             raise ValueError("AttentionApp needs at least one image")
+        if method not in HEATMAP_METHODS:
+            raise InvalidArgument("method", f"{method!r} is not one of {', '.join(HEATMAP_METHODS)}")
         self.model = model
         self.images = [load_image(source) for source in sources]
         labels = list(labels) if labels is not None else [image_label(s, i) for i, s in enumerate(sources)]
@@ -97,6 +101,14 @@ class AttentionApp(widgets.VBox):
         self.capture = None
         self.heatmap = None
         self.last_error: str | None = None
+        # values set from code are checked before the state takes them; a refusal shows in the app
+        refuse_invalid(self, self.state, {
+            "image_index": check_index("image_index", lambda: len(self.images), "image"),
+            "method": check_choice("method", lambda: tuple(HEATMAP_METHODS)),
+            "layer": check_index("layer", lambda: self.n_layers, "layer"),
+            "head": check_choice("head", lambda: ["mean", *range(self.n_heads)]),
+            "opacity": _check_opacity,
+        })
 
         self._image_picker = widgets.Dropdown(options=[(l, i) for i, l in enumerate(labels)], description="image")
         self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
@@ -138,10 +150,7 @@ class AttentionApp(widgets.VBox):
 
     # ------------------------------------------------------------------ callbacks
     def _report(self, error: Exception | None):
-        self._errors.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
-        self.last_error = None if error is None else f"{type(error).__name__}: {error}"
-        if error is not None:
-            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+        show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
 
     def _on_input(self, change=None):
         """A new image or prompt: run the model once (or reuse a cached run), then redraw everything."""
@@ -202,7 +211,7 @@ class AttentionApp(widgets.VBox):
         options = ", ".join(f"{k}={v}" for k, v in self.heatmap.options.items())
         logit = f" · logit {self.capture.logit:.2f}" if self.capture.logit is not None else ""
         sinks = int(self.heatmap.sinks.sum())
-        sink_note = f" · {sinks} sink patch(es){' excluded' if state.exclude_sinks else ''}" if sinks else ""
+        sink_note = f" · {sinks} sink patch(es){' excluded' if self.heatmap.exclude_sinks else ''}" if sinks else ""
         self._caption.value = (f'<span style="font-family: sans-serif; font-size: 12px">'
                                f"{html.escape(state.method)}({html.escape(options)}){logit}{sink_note}</span>")
         self._tokens.value = self.heatmap.tokens_html()
@@ -214,4 +223,9 @@ class AttentionApp(widgets.VBox):
         self._grid_figure.set_size_inches(0.9 * grids.shape[1] + 0.6, 0.9 * grids.shape[0] + 0.4)
         plot_layer_head_grid(grids, fig=self._grid_figure)
         self._grid_view.value = image_bytes(self._grid_figure)
+
+
+def _check_opacity(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidArgument("opacity", f"{value!r}: pass a number from 0 (photo only) to 1 (map only)")
 

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..errors import InvalidArgument
 from ..images import ImageLoadError, image_label, load_image, load_image_bytes
 from ..plotting.encode import image_bytes
 from ..zeroshot import (
@@ -32,6 +33,7 @@ from ..zeroshot import (
     resolve_templates,
     zero_shot_result,
 )
+from .reporting import check_choice, check_index, refuse_invalid, show_error
 
 _THUMBNAIL = 56  # pixels, gallery strip
 _DEFAULT_K = 10
@@ -60,6 +62,11 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
     return [(item["name"], bytes(item["content"])) for item in value]
 
 
+def _check_k(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument("k", f"{value!r}: pass how many labels to show, 1 or more")
+
+
 class ZeroShotApp(widgets.VBox):
     """Zero-shot classification, interactively.
 
@@ -83,9 +90,9 @@ class ZeroShotApp(widgets.VBox):
         lang = default_language(model) if lang is None else lang
         templates = default_template_set(model) if templates is None else templates
         if lang not in TEMPLATES:
-            raise ValueError(f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
+            raise InvalidArgument("lang", f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
         if templates not in TEMPLATES[lang]:
-            raise ValueError(f"no template set {templates!r}; choose one of {', '.join(TEMPLATES[lang])}")
+            raise InvalidArgument("templates", f"no template set {templates!r}; choose one of {', '.join(TEMPLATES[lang])}")
         if images is None:
             from ..data import shapes
 
@@ -108,6 +115,13 @@ class ZeroShotApp(widgets.VBox):
         self._image_embeds: dict[int, object] = {}
         self._held = False  # inside _one_update(): changes are noted, classified once at the end
         self._pending = False
+        # values set from code are checked before the state takes them; a refusal shows in the app
+        refuse_invalid(self, self.state, {
+            "image_index": check_index("image_index", lambda: len(self.images), "image"),
+            "lang": check_choice("lang", lambda: LANGUAGES),
+            "template_set": check_choice("template_set", lambda: TEMPLATES[self.state.lang]),
+            "k": _check_k,
+        })
 
         self._gallery = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self._picker = widgets.Dropdown(description="image", layout=widgets.Layout(width="320px"))
@@ -188,10 +202,7 @@ class ZeroShotApp(widgets.VBox):
 
     # ------------------------------------------------------------------ callbacks
     def _report(self, error: Exception | None) -> None:
-        self._errors.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
-        self.last_error = None if error is None else str(error)
-        if error is not None:
-            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+        show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
 
     @contextlib.contextmanager
     def _one_update(self):
