@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,8 @@ def capture_overhead(directory: Path, batch: int, repeats: int) -> dict:
     hooked = clipviz.load(directory, device="cpu")
     eager = CLIPModel.from_pretrained(directory, attn_implementation="eager").eval()
     pixels = torch.randn(batch, 3, 224, 224)
-    wanted = lambda name: name.startswith("vision") and ("pattern" in name or "resid_post" in name or name.endswith("hook_embed"))  # noqa: E731
+    def wanted(name):
+        return name.startswith("vision") and ("pattern" in name or "resid_post" in name or name.endswith("hook_embed"))
 
     def run_clipviz():
         return hooked.run_with_cache(pixel_values=pixels, names_filter=wanted)

@@ -92,7 +92,8 @@ def faithfulness(model, queries):
             deletion_random.append(d.random_auc)
             insertion.append(i.auc)
             insertion_random.append(i.random_auc)
-        rows[_label(method, options)] = tuple(float(np.mean(v)) for v in (deletion, deletion_random, insertion, insertion_random))
+        curves = (deletion, deletion_random, insertion, insertion_random)
+        rows[_label(method, options)] = tuple(float(np.mean(v)) for v in curves)
     return rows
 
 
@@ -160,7 +161,8 @@ def main():
         print(f"not trained yet, skipped: {', '.join(missing)}")
     queries = heatmap_eval.shapes_queries(max(args.n, args.faithfulness, 3))
     evaluated = present if args.n else []
-    print(f"\n## Localisation: {args.n} held-out two-object scenes (seed {heatmap_eval.HELDOUT_SEED}), text names one object\n")
+    print(f"\n## Localisation: {args.n} held-out two-object scenes (seed {heatmap_eval.HELDOUT_SEED}), "
+          "text names one object\n")
     print("| model | method | pointing game | energy in box | s / map |")
     print("|---|---|---:|---:|---:|")
     for name in evaluated:
@@ -173,7 +175,8 @@ def main():
         sys.stdout.flush()
 
     if args.faithfulness:
-        print(f"\n## Faithfulness: {args.faithfulness} scenes, AUC of the logit (deletion: lower is better; insertion: higher)\n")
+        print(f"\n## Faithfulness: {args.faithfulness} scenes, AUC of the logit "
+              "(deletion: lower is better; insertion: higher)\n")
         print("| model | method | deletion AUC | deletion, random order | insertion AUC | insertion, random order |")
         print("|---|---|---:|---:|---:|---:|")
         for name in present:
@@ -199,11 +202,13 @@ def main():
         b16 = build_vit_b16(Path(tempfile.mkdtemp()) / "vit-b16")
         rng = np.random.default_rng(0)
         photo = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
-        runs.append(("ViT-B/16-sized random CLIP, 640x480 photo", clipviz.load(b16), [photo], "a photo of a red circle"))
+        runs.append(("ViT-B/16-sized random CLIP, 640x480 photo", clipviz.load(b16), [photo],
+                     "a photo of a red circle"))
     for label, model, images, prompt in runs:
         fast, naive, count = slider_latency(model, images, prompt, args.repeats)
         grid = "x".join(map(str, model.grid_size))
-        print(f"| {label} | {grid} | {count} | {fast * 1000:.1f} ms | {naive * 1000:.1f} ms | {naive / fast:.1f}x faster |")
+        print(f"| {label} | {grid} | {count} | {fast * 1000:.1f} ms | {naive * 1000:.1f} ms "
+              f"| {naive / fast:.1f}x faster |")
         sys.stdout.flush()
 
 

@@ -16,8 +16,9 @@ the first template (max |difference|).
 
 Model: a random ``CLIPModel`` with a ViT-B/32 vision tower (width 768, 12 heads, patch 32, 224 px)
 and a CLIP-B text tower (width 512, 8 heads, context 77), both cut to ``--layers`` layers (default 1,
-so that the pipeline side finishes in minutes on 2 shared CPU cores; its cost per call is linear in the layers, as is clipviz's); a byte-level BPE
-tokenizer learned offline. Images: 64 random RGB photos of 320 x 256 (resized and cropped by the processor).
+so that the pipeline side finishes in minutes on 2 shared CPU cores; its cost per call is linear in
+the layers, as is clipviz's); a byte-level BPE tokenizer learned offline. Images: 64 random RGB
+photos of 320 x 256 (resized and cropped by the processor).
 
 Run: ``python benchmarks/bench_zeroshot.py [--layers 1] [--images 64] [--labels 100]``
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +40,6 @@ import torch  # noqa: E402
 import clipviz  # noqa: E402
 from clipviz import zeroshot  # noqa: E402
 from clipviz.data import shapes  # noqa: E402
-
 from clipviz.testing import TEXT_B, VIT_B32, random_checkpoint  # noqa: E402
 
 

@@ -26,10 +26,10 @@ import tempfile
 import warnings
 import weakref
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Embeddings:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_arrays(cls, image_vectors=None, text_vectors=None, image_labels=None, text_labels=None,
-                    texts=None, pairs=None) -> "Embeddings":
+                    texts=None, pairs=None) -> Embeddings:
         """Wrap vectors computed elsewhere (rows are normalised to unit length)."""
         parts, modality, labels, sources, index = [], [], [], [], []
         for name, vectors, names in (("image", image_vectors, image_labels), ("text", text_vectors, text_labels)):
@@ -331,7 +331,7 @@ def model_fingerprint(model) -> str:
 
 
 # model -> (weights version, fingerprint): kept here rather than written onto the model
-_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _tokenizer_settings(model) -> str:

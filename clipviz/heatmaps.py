@@ -320,7 +320,8 @@ def rollout_map(capture: AttentionCapture, start_layer: int = 0, head_fusion: st
     for layer in layers:
         _captured(capture.patterns, layer, "attention patterns")
     augmented = {
-        layer: capture.derived(("rollout", head_fusion, layer), lambda: rollout_layer(capture.patterns[layer], head_fusion))
+        layer: capture.derived(("rollout", head_fusion, layer),
+                               lambda layer=layer: rollout_layer(capture.patterns[layer], head_fusion))
         for layer in layers
     }
     return rollout_row(augmented, layers)[1:]
@@ -332,11 +333,11 @@ def relevance_map(capture: AttentionCapture, start_layer: int = 0) -> np.ndarray
     layers = list(range(start, capture.n_layers))
     for layer in layers:
         _captured(capture.pattern_grads, layer, "attention gradients (capture with a text)")
-    cams = {
-        layer: capture.derived(("relevance", layer),
+    def cam(layer):
+        return capture.derived(("relevance", layer),
                                lambda: _relevance_cam(capture.patterns[layer], capture.pattern_grads[layer]))
-        for layer in layers
-    }
+
+    cams = {layer: cam(layer) for layer in layers}
     return relevance_row(cams, layers)[1:]
 
 
@@ -462,7 +463,7 @@ def check_sink_ratio(sink_ratio) -> float:
 def heatmap_from_capture(
     capture: AttentionCapture, method: str = "relevance", *, exclude_sinks: bool = False,
     sink_ratio: float = DEFAULT_SINK_RATIO, **options,
-) -> "Heatmap":
+) -> Heatmap:
     """A :class:`Heatmap` computed from an earlier :func:`capture_attention` (no model run)."""
     record = method_record(method)
     options = record.resolve_options(options)
@@ -491,7 +492,7 @@ def normalise_tokens(scores: np.ndarray) -> np.ndarray:
 
 
 def heatmap(model, image, text: str | None = None, method: str = "relevance", *, exclude_sinks: bool = False,
-            sink_ratio: float = DEFAULT_SINK_RATIO, **options) -> "Heatmap":
+            sink_ratio: float = DEFAULT_SINK_RATIO, **options) -> Heatmap:
     """Which patches of ``image`` (and which words of ``text``) drive the model's match.
 
     ``method``: ``"attention"`` (options ``layer=-1``, ``head="mean"``), ``"rollout"``

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from .errors import ClipvizError, InvalidArgument, WrongType
 ATTENTION_IMPLEMENTATION = "clipviz"
 
 # attention module -> the pattern hook point attached to it (only while hooks are attached)
-_PATTERN_POINTS: "weakref.WeakKeyDictionary[nn.Module, HookPoint]" = weakref.WeakKeyDictionary()
+_PATTERN_POINTS: weakref.WeakKeyDictionary[nn.Module, HookPoint] = weakref.WeakKeyDictionary()
 
 
 @dataclass(eq=False)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -222,7 +222,7 @@ class CropGeometry:
     crop_box: tuple[float, float, float, float]
 
     @classmethod
-    def from_processor(cls, processor, original_size: tuple[int, int]) -> "CropGeometry":
+    def from_processor(cls, processor, original_size: tuple[int, int]) -> CropGeometry:
         """Geometry of ``processor`` (or its ``image_processor``) applied to a ``(W, H)`` image."""
         from transformers.image_transforms import get_resize_output_image_size
 
@@ -291,3 +291,10 @@ def as_list(sources) -> Sequence:
         return list(sources)
     raise ImageTypeError("images", f"expected an image or a list of images, got {type(sources).__name__}: pass a path, "
                                    "image bytes, a PIL.Image, a numpy array, or a list of them")
+
+
+def image_label(source, index: int) -> str:
+    """How the apps name image ``index`` in a picker: ``"3: cat.jpg"`` for a path, ``"image 3"`` otherwise."""
+    if isinstance(source, (str, Path)):
+        return f"{index}: {Path(source).name}"
+    return f"image {index}"

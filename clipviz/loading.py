@@ -1,9 +1,10 @@
 """Finding and reading checkpoints: bundled names, local ``save_pretrained`` dirs and Hub ids.
 
-Safety: clipviz never runs code from a checkpoint (``trust_remote_code`` stays off); transformers prefers ``model.safetensors``
-and reads a pickle-only checkpoint (``pytorch_model.bin``) through ``torch.load(weights_only=True)``,
-which refuses arbitrary objects. Failing fast: a Hub id that is neither on disk nor reachable ends in
-a few seconds with a message saying how to get it, not a stack trace from the Hub client.
+Safety: clipviz never runs code from a checkpoint (``trust_remote_code`` stays off); transformers
+prefers ``model.safetensors`` and reads a pickle-only checkpoint (``pytorch_model.bin``) through
+``torch.load(weights_only=True)``, which refuses arbitrary objects. Failing fast: a Hub id that is
+neither on disk nor reachable ends in a few seconds with a message saying how to get it, not a
+stack trace from the Hub client.
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ class CheckpointNotFoundError(MissingFile):
 
 
 def _bundled_path(name: str) -> Path | None:
-    try:
-        from . import zoo
-    except ImportError:  # the zoo package is optional while models are being trained
-        return None
+    from . import zoo
+
     return zoo.path(name) if name in zoo.available() else None
 
 

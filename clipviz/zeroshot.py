@@ -24,16 +24,14 @@ cache is neither read nor filled: a hooked run answers for itself only.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import numbers
 import re
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -103,7 +101,7 @@ DEFAULT_TEMPLATE_SET = "ensemble"
 FAMILY_LANGUAGE = {"clip": "en", "chinese_clip": "zh", "altclip": "en"}
 
 # model -> OrderedDict of label embeddings; kept here, not on the model, and gone with the model
-_LABEL_CACHES: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+_LABEL_CACHES: weakref.WeakKeyDictionary[object, OrderedDict] = weakref.WeakKeyDictionary()
 LABEL_CACHE_SIZE = 16  # (labels, templates) entries kept per model
 _LABEL_SEPARATORS = re.compile(r"[,，、;；\n]")  # ASCII and CJK commas, semicolons, new lines
 
@@ -113,14 +111,22 @@ def default_language(model) -> str:
     return FAMILY_LANGUAGE.get(getattr(model, "family", None), "en")
 
 
-def default_template_set(model) -> str:
-    """``"shapes"`` for the bundled shapes-world models, ``"ensemble"`` for every other model.
+#: top-level key of a checkpoint's config.json naming its default template set (a key of ``TEMPLATES[lang]``)
+TEMPLATE_SET_KEY = "clipviz_template_set"
 
-    The bundled models learned their vocabulary from shapes-world captions only: words such as
-    "photo" or "sculpture" are unknown to them and make CLIP's photo-style ensemble worse than
-    saying the label the way their captions do (see tests/test_zeroshot.py for the figures).
+
+def default_template_set(model) -> str:
+    """The template set the checkpoint's config names (``TEMPLATE_SET_KEY``), else ``"ensemble"``.
+
+    The bundled models carry ``"clipviz_template_set": "shapes"``: they learned their vocabulary
+    from shapes-world captions only, so words such as "photo" or "sculpture" are unknown to them and
+    make CLIP's photo-style ensemble worse than saying the label the way their captions do (see
+    tests/test_zeroshot.py for the figures). The marker travels with the checkpoint, so the choice
+    holds however the model is loaded (bundled name, its directory, a copy) and whatever it is named.
     """
-    return "shapes" if str(getattr(model, "name", "")).startswith("shapes-") else DEFAULT_TEMPLATE_SET
+    config = getattr(getattr(model, "model", None), "config", None)
+    marked = getattr(config, TEMPLATE_SET_KEY, None)
+    return marked if isinstance(marked, str) and marked else DEFAULT_TEMPLATE_SET
 
 
 def template_sets(lang: str = "en") -> dict[str, tuple[str, ...]]:
@@ -256,11 +262,11 @@ _THUMBNAIL = 40  # pixels
 
 
 def _thumbnail_uri(image) -> str:
+    from .plotting.encode import data_url
+
     thumb = image.copy()
     thumb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(thumb)
 
 
 @dataclass(eq=False)
@@ -356,6 +362,19 @@ def scores(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor) -> tup
     return logits.numpy(), probs.numpy()
 
 
+def zero_shot_result(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor, labels: list[str],
+                     templates: tuple[str, ...], lang: str, images, *, model_name: str | None = None) -> ZeroShotResult:
+    """The one way a :class:`ZeroShotResult` is made (``classify``, ``compare`` and ``ZeroShotApp``).
+
+    ``image_embeds``: unit-norm ``[n_images, D]`` of ``images``; ``class_embeds``: ``[n_labels, D]``
+    from :func:`label_embeds` for ``labels`` (checked) with ``templates`` (resolved) in ``lang``.
+    """
+    logits, probs = scores(model, image_embeds, class_embeds)
+    name = getattr(model, "name", "") if model_name is None else model_name
+    return ZeroShotResult(labels=list(labels), probs=probs, logits=logits, templates=tuple(templates), lang=lang,
+                          model_name=name, images=list(images))
+
+
 def classify(model, images, labels, templates=None, lang: str | None = None, batch_size: int = 32,
              text_batch_size: int = 256) -> ZeroShotResult:
     """Zero-shot classify ``images`` (one or a list: paths, PIL images, arrays) over ``labels``.
@@ -373,9 +392,7 @@ def classify(model, images, labels, templates=None, lang: str | None = None, bat
     class_embeds = label_embeds(model, labels, resolved, lang=lang, batch_size=text_batch_size)
     loaded = _images.load_images(images)
     image_embeds = model.image_embeds(loaded, batch_size=batch_size)
-    logits, probs = scores(model, image_embeds, class_embeds)
-    return ZeroShotResult(labels=labels, probs=probs, logits=logits, templates=resolved, lang=lang,
-                          model_name=getattr(model, "name", ""), images=loaded)
+    return zero_shot_result(model, image_embeds, class_embeds, labels, resolved, lang, loaded)
 
 
 # ---------------------------------------------------------------- compare
@@ -415,7 +432,8 @@ class ZeroShotComparison:
         return "".join(parts)
 
 
-def compare(models, images, labels, templates=None, lang: str | None = None, batch_size: int = 32) -> ZeroShotComparison:
+def compare(models, images, labels, templates=None, lang: str | None = None,
+            batch_size: int = 32) -> ZeroShotComparison:
     """Classify the same ``images`` with several models and/or label languages, side by side.
 
     ``models``: one model, a list, or a ``{name: model}`` dict. ``labels``: a list (one language,
@@ -445,9 +463,8 @@ def compare(models, images, labels, templates=None, lang: str | None = None, bat
         for code, values in by_language.items():
             language = default_language(model) if code is None else code
             resolved = resolve_templates(default_template_set(model) if templates is None else templates, language)
-            class_embeds = label_embeds(model, values, resolved, lang=language)
-            logits, probs = scores(model, image_embeds, class_embeds)
             entry = model_name if len(by_language) == 1 and len(named) > 1 else f"{model_name} · {language}"
-            results[entry] = ZeroShotResult(labels=check_labels(values), probs=probs, logits=logits,
-                                            templates=resolved, lang=language, model_name=model_name, images=loaded)
+            class_embeds = label_embeds(model, values, resolved, lang=language)
+            results[entry] = zero_shot_result(model, image_embeds, class_embeds, check_labels(values), resolved,
+                                              language, loaded, model_name=model_name)
     return ZeroShotComparison(results)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -136,8 +135,9 @@ def test_grad_eclip_matches_its_formula(tiny_hooked, photo):
         ("vision.blocks.1.hook_resid_pre", lambda t, hook: kept.__setitem__("pre", t)),
         ("vision.blocks.1.attn.hook_out", lambda t, hook: kept.__setitem__("out", t)),
     ]):
-        logit = hooked.logit_scale * (hooked.image_features(pixels) * hooked.text_features(hooked.tokenize([TEXT]))).sum()
-        grad_out, = torch.autograd.grad(logit, [kept["out"]])
+        text_embed = hooked.text_features(hooked.tokenize([TEXT]))
+        logit = hooked.logit_scale * (hooked.image_features(pixels) * text_embed).sum()
+        (grad_out,) = torch.autograd.grad(logit, [kept["out"]])
     with torch.no_grad():
         x = layer.layer_norm1(kept["pre"])[0]
         q, k, v = layer.self_attn.q_proj(x), layer.self_attn.k_proj(x), layer.self_attn.v_proj(x)

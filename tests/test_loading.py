@@ -30,7 +30,8 @@ def test_dtype_option(tiny_models, photos):
 def test_unknown_family_is_a_clear_error(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)).save_pretrained(tmp_path)
+    config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    BertModel(config).save_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text("{}")
     (tmp_path / "vocab.txt").write_text("[PAD]\n")
     with pytest.raises(UnsupportedModelError, match="clip, chinese_clip, altclip"):
@@ -121,7 +122,8 @@ def test_never_trusts_remote_code(tiny_models, family, monkeypatch):
     assert all(kwargs.get("trust_remote_code") is False for _, kwargs in calls), calls
 
 
-@pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")])
+@pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"),
+                                          ("shapes-altclip", "altclip")])
 def test_bundled_models_load_offline(name, family):
     model = clipviz.load(name)
     assert model.family == family and model.grid_size == (8, 8)

@@ -20,13 +20,13 @@ from collections import OrderedDict
 import ipywidgets as widgets
 import numpy as np
 import traitlets
-from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from ..errors import InvalidArgument
 from ..heatmaps import HEATMAP_METHODS, capture_attention, heatmap_from_capture, layer_head_grids
-from ..images import load_image
+from ..images import image_label, load_image
 from ..plotting.encode import image_bytes
 from ..plotting.heatmaps import blend, colour_table
 from .reporting import check_choice, check_index, refuse_invalid, show_error
@@ -94,7 +94,7 @@ class AttentionApp(widgets.VBox):
             raise InvalidArgument("method", f"{method!r} is not one of {', '.join(HEATMAP_METHODS)}")
         self.model = model
         self.images = [load_image(source) for source in sources]
-        labels = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(sources)]
+        labels = list(labels) if labels is not None else [image_label(s, i) for i, s in enumerate(sources)]
         self.n_layers, self.n_heads = model.n_layers("vision"), model.n_heads("vision")
         self.state = AttentionState(prompt=prompt or "", method=method, layer=0)
         self._captures: OrderedDict = OrderedDict()
@@ -141,7 +141,8 @@ class AttentionApp(widgets.VBox):
                                  self._opacity, self._sinks])
         grid_box = widgets.Accordion(children=[self._grid_view], titles=("all layers × heads (CLS attention)",),
                                      selected_index=0)
-        super().__init__([widgets.HBox([controls, widgets.VBox([self._view, self._caption, self._tokens])]), grid_box, self._errors])
+        picture = widgets.VBox([self._view, self._caption, self._tokens])
+        super().__init__([widgets.HBox([controls, picture]), grid_box, self._errors])
 
         self.state.observe(self._on_input, names=["image_index", "prompt"])
         self.state.observe(self._on_view, names=["method", "layer", "head", "opacity", "exclude_sinks"])
@@ -231,10 +232,3 @@ def _check_opacity(value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise InvalidArgument("opacity", f"{value!r}: pass a number from 0 (photo only) to 1 (map only)")
 
-
-def _label(source, index: int) -> str:
-    from pathlib import Path
-
-    if isinstance(source, (str, Path)):
-        return f"{index}: {Path(source).name}"
-    return f"image {index}"

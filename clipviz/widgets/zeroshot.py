@@ -12,8 +12,6 @@ it works in every Jupyter frontend and in exported notebooks, and the same PNG i
 from __future__ import annotations
 
 import contextlib
-import io
-from pathlib import Path
 
 import ipywidgets as widgets
 import traitlets
@@ -22,7 +20,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..errors import InvalidArgument
-from ..images import ImageLoadError, load_image, load_image_bytes
+from ..images import ImageLoadError, image_label, load_image, load_image_bytes
+from ..plotting.encode import image_bytes
 from ..zeroshot import (
     LANGUAGES,
     TEMPLATES,
@@ -32,7 +31,7 @@ from ..zeroshot import (
     label_embeds,
     parse_labels,
     resolve_templates,
-    scores,
+    zero_shot_result,
 )
 from .reporting import check_choice, check_index, refuse_invalid, show_error
 
@@ -50,24 +49,10 @@ class ZeroShotState(traitlets.HasTraits):
     k = traitlets.Int(_DEFAULT_K)
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.canvas.print_png(buffer)
-    return buffer.getvalue()
-
-
 def _thumbnail_png(image: Image.Image) -> bytes:
     thumb = image.copy()
     thumb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _image_name(source, index: int) -> str:
-    if isinstance(source, (str, Path)):
-        return f"{index}: {Path(source).name}"
-    return f"image {index}"
+    return image_bytes(thumb)
 
 
 def _uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -75,11 +60,6 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
     if isinstance(value, dict):
         return [(name, bytes(item["content"])) for name, item in value.items()]
     return [(item["name"], bytes(item["content"])) for item in value]
-
-
-def decode_upload(name: str, content: bytes) -> Image.Image:
-    """An uploaded file as an upright RGB image; ``ImageLoadError`` in plain words if it is not one."""
-    return load_image_bytes(content, name)
 
 
 def _check_k(value) -> None:
@@ -127,7 +107,7 @@ class ZeroShotApp(widgets.VBox):
             raise ValueError("ZeroShotApp needs at least one image (or none at all, for the shapes-world gallery)")
         self.model = model
         self.images: list[Image.Image] = [load_image(source) for source in sources]
-        self.names: list[str] = list(names) if names is not None else [_image_name(s, i) for i, s in enumerate(sources)]
+        self.names: list[str] = list(names) if names is not None else [image_label(s, i) for i, s in enumerate(sources)]
         labels_text = labels if isinstance(labels, str) or labels is None else ", ".join(labels)
         self.state = ZeroShotState(labels_text=labels_text or "", template_set=templates, lang=lang, k=k)
         self.result: ZeroShotResult | None = None
@@ -184,7 +164,7 @@ class ZeroShotApp(widgets.VBox):
         image = load_image(source)
         with self._one_update():  # new picker options and the new selection: one classification
             self.images.append(image)
-            self.names.append(name or _image_name(source, len(self.images) - 1))
+            self.names.append(name or image_label(source, len(self.images) - 1))
             self._refresh_gallery()
             index = len(self.images) - 1
             if select:
@@ -258,7 +238,7 @@ class ZeroShotApp(widgets.VBox):
             return
         name, content = files[-1]
         try:
-            image = decode_upload(name, content)
+            image = load_image_bytes(content, name)
         except ImageLoadError as error:
             self._report(error)
             return
@@ -288,9 +268,8 @@ class ZeroShotApp(widgets.VBox):
         lang, index = self.state.lang, self.state.image_index
         templates = resolve_templates(self.state.template_set, lang)
         class_embeds = label_embeds(self.model, labels, templates, lang=lang)
-        logits, probs = scores(self.model, self._image_embed(index), class_embeds)
-        self.result = ZeroShotResult(labels=labels, probs=probs, logits=logits, templates=templates, lang=lang,
-                                     model_name=getattr(self.model, "name", ""), images=[self.images[index]])
+        self.result = zero_shot_result(self.model, self._image_embed(index), class_embeds, labels, templates, lang,
+                                       [self.images[index]])
         self.n_updates += 1
 
     def _image_embed(self, index: int):
@@ -314,7 +293,7 @@ class ZeroShotApp(widgets.VBox):
         plot_zeroshot(result, image=0, k=self.state.k, ax=(image_ax, bars_ax))
         image_ax.set_title(self.names[self.state.image_index], fontsize=9)
         self._figure.tight_layout()
-        self._chart.value = _png(self._figure)
+        self._chart.value = image_bytes(self._figure)
         best_label, best_prob = result.top(1)[0]
         n = len(result.templates)
         self._status.value = (f"<b>{best_label}</b> ({best_prob:.1%}) · {len(result.labels)} labels · "
