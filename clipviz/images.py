@@ -222,8 +222,8 @@ def whole_image_size(original_size: tuple[int, int], resolution, patch_size: int
     if min(target_w, target_h) <= 0:
         raise ValueError(f"resolution must be positive, got {resolution!r}")
     return (
-        max(patch_size, int(round(target_w / patch_size)) * patch_size),
-        max(patch_size, int(round(target_h / patch_size)) * patch_size),
+        max(patch_size, round(target_w / patch_size) * patch_size),
+        max(patch_size, round(target_h / patch_size) * patch_size),
     )
 
 

@@ -12,13 +12,20 @@ import torch
 from . import images as _images
 from .cache import ActivationCache
 from .families import text_pooling_positions, tower_modules
-from .towers import MissingTowerError, layout_of, missing_tower_message, text_vector, vector_sizes, vision_vector
 from .hooks import (
     ATTENTION_IMPLEMENTATION,
     HookPoint,
     UnknownHookError,
     attached,
     register_attention_implementation,
+)
+from .towers import (
+    MissingTowerError,
+    layout_of,
+    missing_tower_message,
+    text_vector,
+    vector_sizes,
+    vision_vector,
 )
 
 DEFAULT_CACHE_BUDGET = 4 * 2**30  # bytes; run_with_cache refuses larger captures before running

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import single_tower_checkpoints
 
 import clipviz
 from clipviz.towers import SUPPORTED_CLASSES, MissingTowerError, cut
-from tiny_models import single_tower_checkpoints
 
 SINGLE = {
     "clip": ["CLIPVisionModelWithProjection", "CLIPTextModelWithProjection", "CLIPVisionModel", "CLIPTextModel"],
@@ -172,7 +172,7 @@ def test_classifier_heatmap_explains_a_class_logit(classifier, photos, method):
     assert by_name.logit == pytest.approx(float(logits[1]), abs=1e-5)
     assert by_name.text == "golden retriever"
     other = clipviz.heatmap(classifier, image, target="red circle", method=method)
-    assert not other.grid == pytest.approx(by_name.grid)  # a different logit, a different map
+    assert other.grid != pytest.approx(by_name.grid)  # a different logit, a different map
     default = clipviz.heatmap(classifier, image, method=method)  # the predicted class
     assert default.text == classifier.labels[int(logits.argmax())]
     with pytest.raises(ValueError, match="image classifier.*target="):
