@@ -3,7 +3,7 @@
 1. Cost: a Chefer relevance map (all layers, with the text tower's token relevance) for a
    ViT-B/16-sized random CLIP (12 layers × 12 heads, width 768) on a 640 × 480 photo, the whole
    image at 448 px on the short side (592 × 448 → 37 × 28 = 1,036 patches) against the same map at
-   224 px (288 × 224 → 18 × 14 = 252 patches), both measured in this run (median of ``--repeats``).
+   224 px (304 × 224 → 19 × 14 = 266 patches), both measured in this run (median of ``--repeats``).
    Target: ratio <= 5×. The default centre-crop map (224 × 224, 196 patches) is printed for context.
 2. Localisation: pointing game (Zhang et al. 2016) on two-object wide scenes
    (:mod:`clipviz.data.wide`: 128 × 64 canvases, one object in each side margin, the text naming one
@@ -30,8 +30,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import clipviz  # noqa: E402
 from clipviz import zoo  # noqa: E402
 from clipviz.data import wide  # noqa: E402
@@ -49,9 +47,12 @@ def _photo():
 
 
 def cost(repeats: int) -> None:
-    from bench_heatmaps import build_vit_b16
+    from clipviz.testing import VIT_B16, random_checkpoint
 
-    model = clipviz.load(build_vit_b16(Path(tempfile.mkdtemp()) / "vit-b16"), device="cpu")
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    directory = random_checkpoint(Path(tempfile.mkdtemp()) / "vit-b16", "clip", vision=VIT_B16, text=text,
+                                  projection_dim=512, context=77, logit_scale=None)
+    model = clipviz.load(directory, device="cpu")
     photo, text = _photo(), "a photo of a red circle"
     runs = {"centre crop 224 x 224": None, "whole image, 224 px short side": 224, "whole image, 448 px short side": 448}
     clipviz.heatmap(model, photo, text)  # warm-up: the first call pays allocation and thread start-up
