@@ -15,12 +15,12 @@ one message that names the argument itself (``InvalidArgument("layers=99 is out 
 from __future__ import annotations
 
 __all__ = [
-    "ClipvizError",
-    "InvalidArgument",
-    "WrongType",
-    "MissingFile",
     "BadCheckpoint",
+    "ClipvizError",
     "DeviceUnavailable",
+    "InvalidArgument",
+    "MissingFile",
+    "WrongType",
     "describe",
     "type_name",
 ]

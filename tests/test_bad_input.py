@@ -22,7 +22,14 @@ from PIL import Image
 import clipviz
 import clipviz.heatmaps
 from clipviz import zeroshot
-from clipviz.errors import BadCheckpoint, ClipvizError, DeviceUnavailable, InvalidArgument, MissingFile, WrongType
+from clipviz.errors import (
+    BadCheckpoint,
+    ClipvizError,
+    DeviceUnavailable,
+    InvalidArgument,
+    MissingFile,
+    WrongType,
+)
 from clipviz.hooks import clipviz_hooks_on
 from clipviz.images import ImageLoadError, load_image
 
@@ -400,7 +407,7 @@ def test_nonsensical_sink_ratios_are_refused_before_running(model, photos, ratio
 
 
 def test_a_heatmap_reports_only_an_exclusion_that_happened(model, photos):
-    import clipviz.heatmaps as heatmaps
+    from clipviz import heatmaps
 
     capture = heatmaps.capture_attention(model, photos[0], None)
     capture.patch_norms = np.ones_like(capture.patch_norms)  # no patch stands out: no sinks
@@ -481,3 +488,19 @@ def test_the_towers_weights_cover_the_model(tiny_hooked, family):
     rest = {id(p) for p in model.model.parameters()} - text - vision
     assert not text & vision
     assert rest == {id(model.model.logit_scale)}  # the temperature is in neither tower
+
+
+def test_apps_do_not_serve_embeddings_or_captures_from_other_weights(own_model, photos):
+    from clipviz.widgets import AttentionApp, ZeroShotApp
+
+    zero_shot = ZeroShotApp(own_model, images=photos, labels=LABELS, lang="en", templates="single")
+    attention = AttentionApp(own_model, images=photos, prompt="a red circle", method="attention")
+    probs, grid = zero_shot.result.probs.copy(), attention.heatmap.grid.copy()
+    with torch.no_grad():
+        own_model.model.vision_model.embeddings.patch_embedding.weight.data.mul_(-1.0)
+    zero_shot.state.image_index = 1
+    zero_shot.state.image_index = 0  # back to the first image: re-encoded under the new weights
+    attention.state.prompt = "a blue square"
+    attention.state.prompt = "a red circle"
+    assert not np.allclose(zero_shot.result.probs, probs)
+    assert not np.allclose(attention.heatmap.grid, grid)

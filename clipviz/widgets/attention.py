@@ -183,7 +183,10 @@ class AttentionApp(widgets.VBox):
 
     # ------------------------------------------------------------------ compute
     def _capture(self, index: int, prompt: str):
-        key = (index, prompt)
+        if self.model.hooks_in_use():  # a hooked run answers for itself only: neither read nor kept
+            return capture_attention(self.model, self.images[index], prompt or None,
+                                     grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        key = (index, prompt, self.model.weights_version())  # any weight edit is a new run
         if key in self._captures:
             self._captures.move_to_end(key)
             return self._captures[key]

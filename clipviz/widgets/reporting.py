@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 from ..errors import ClipvizError, InvalidArgument, WrongType, describe
 
-__all__ = ["show_error", "run_guarded", "refuse_invalid", "check_index", "check_choice"]
+__all__ = ["check_choice", "check_index", "refuse_invalid", "run_guarded", "show_error"]
 
 
 def show_error(app, error: BaseException | None) -> None:

@@ -89,6 +89,7 @@ class ZeroShotApp(widgets.VBox):
         super().__init__()
         lang = default_language(model) if lang is None else lang
         templates = default_template_set(model) if templates is None else templates
+        _check_k(k)
         if lang not in TEMPLATES:
             raise InvalidArgument("lang", f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
         if templates not in TEMPLATES[lang]:
@@ -112,7 +113,7 @@ class ZeroShotApp(widgets.VBox):
         self.result: ZeroShotResult | None = None
         self.last_error: str | None = None
         self.n_updates = 0  # classifications run (one per change; tests and curious users read it)
-        self._image_embeds: dict[int, object] = {}
+        self._image_embeds: dict[tuple[int, str], object] = {}  # (image index, vision weights version)
         self._held = False  # inside _one_update(): changes are noted, classified once at the end
         self._pending = False
         # values set from code are checked before the state takes them; a refusal shows in the app
@@ -267,11 +268,19 @@ class ZeroShotApp(widgets.VBox):
         lang, index = self.state.lang, self.state.image_index
         templates = resolve_templates(self.state.template_set, lang)
         class_embeds = label_embeds(self.model, labels, templates, lang=lang)
-        if index not in self._image_embeds:
-            self._image_embeds[index] = self.model.image_embeds([self.images[index]])
-        self.result = zero_shot_result(self.model, self._image_embeds[index], class_embeds, labels, templates, lang,
+        self.result = zero_shot_result(self.model, self._image_embed(index), class_embeds, labels, templates, lang,
                                        [self.images[index]])
         self.n_updates += 1
+
+    def _image_embed(self, index: int):
+        """The shown image's embedding, cached like the label cache: per weights version, never under hooks."""
+        if self.model.hooks_in_use("vision"):
+            return self.model.image_embeds([self.images[index]])
+        key = (index, self.model.weights_version("vision"))
+        if key not in self._image_embeds:
+            self._image_embeds = {k: v for k, v in self._image_embeds.items() if k[1] == key[1]}  # drop stale
+            self._image_embeds[key] = self.model.image_embeds([self.images[index]])
+        return self._image_embeds[key]
 
     def _draw(self) -> None:
         from ..plotting.zeroshot import plot_zeroshot
