@@ -63,6 +63,7 @@ import torch
 from PIL import Image
 
 from . import images as _images
+from . import towers as _towers
 
 HEAD_FUSIONS = ("mean", "max", "min")
 DEFAULT_SINK_RATIO = 2.5
@@ -118,6 +119,7 @@ class AttentionCapture:
     tokens: list[str] | None = None  # display text of each content word piece
     token_relevance: np.ndarray | None = None  # Chefer relevance of each content token (raw)
     grad_eclip: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> [n_patches] raw map
+    readout: str = "cls"  # the tokens the model pools: "cls", or "patch_mean" (CLIPForImageClassification)
     _derived: dict = field(default_factory=dict, repr=False)
 
     def derived(self, key, compute):
@@ -126,16 +128,27 @@ class AttentionCapture:
             self._derived[key] = compute()
         return self._derived[key]
 
+    def readout_row(self):
+        """Row 0 (CLS), or the mean of the patch rows for a model whose head reads the mean patch state."""
+        if self.readout == "cls":
+            return 0
+        n_tokens = self.grid_size[0] * self.grid_size[1] + 1
+        weights = np.full(n_tokens, 1.0 / (n_tokens - 1))
+        weights[0] = 0.0
+        return weights
+
     def sinks(self, ratio: float = DEFAULT_SINK_RATIO) -> np.ndarray:
         """Boolean ``[grid_h, grid_w]``: patches whose residual norm exceeds ``ratio`` × the median."""
         return (self.patch_norms > ratio * np.median(self.patch_norms)).reshape(self.grid_size)
 
 
-def _load(model, image):
+def _load(model, image, resolution=None):
     """The upright RGB image and the processor's pixel values, with clear errors for bad input."""
     picture = _images.load_image(image)  # ImageLoadError (a ValueError) on anything unreadable
+    if resolution is not None:
+        _images.whole_image_size(picture.size, resolution, model.patch_size)  # TypeError/ValueError first
     try:
-        pixels = model.pixel_values([picture])
+        pixels = model.pixel_values([picture], resolution=resolution)
     except Exception as error:  # the processor's own errors name internals; say what failed
         raise _images.ImageLoadError(
             f"the {model.family} image processor could not read this {picture.size[0]}x{picture.size[1]} "
@@ -169,28 +182,62 @@ def relevance_row(cams: dict[int, np.ndarray], layers, row: int = 0) -> np.ndarr
     left, v ← v + v · cam_l from the last layer down: O(tokens²) per layer instead of O(tokens³).
     (numpy, not torch: small multi-threaded torch ops stall for milliseconds on a busy CPU.)
     """
-    size = cams[layers[0]].shape[-1]
-    vector = np.zeros(size, dtype=np.float64)
-    vector[row] = 1.0
+    vector = _start_vector(cams[layers[0]].shape[-1], row)
     for layer in reversed(list(layers)):
         vector = vector + vector @ cams[layer]
     return vector
 
 
-def capture_attention(model, image, text: str | None = None, *, layers=None, grad_eclip_layers=()) -> AttentionCapture:
+def _start_vector(size: int, row) -> np.ndarray:
+    """One-hot at ``row`` (an int), or ``row`` itself (a weight per token, e.g. a mean readout)."""
+    if np.ndim(row) == 0:
+        vector = np.zeros(size, dtype=np.float64)
+        vector[row] = 1.0
+        return vector
+    return np.asarray(row, dtype=np.float64)
+
+
+_NO_TARGET = object()
+
+
+def capture_attention(model, image, text: str | None = None, *, layers=None, grad_eclip_layers=(),
+                      target=_NO_TARGET, resolution=None) -> AttentionCapture:
     """Run ``model`` once on ``image`` (and ``text``) and keep the vision attention of ``layers``.
 
     With ``text``, the run also back-propagates the image–text logit s to every kept attention
     pattern (∂s/∂A, for relevance), to the text tower's patterns (token relevance) and, for
     ``grad_eclip_layers``, to those layers' attention outputs (Grad-ECLIP). ``layers=None``: all.
+
+    An image classifier (``CLIPForImageClassification``) has no text: ``target=`` (a label of
+    ``model.labels``, a class index, or ``None`` for the predicted class) makes s that class's logit.
+    ``resolution=`` (the short side in pixels, or ``(width, height)``) runs the vision tower on the
+    whole image, uncropped, at that size, with interpolated position embeddings; the patch grid is
+    then ``resolution / patch_size`` on the short side and follows the image's aspect on the long one.
     """
     from .families import text_pooling_positions, tower_modules
 
-    picture, pixels = _load(model, image)
+    classifier = getattr(model, "is_classifier", False)
+    if target is not _NO_TARGET and not classifier:
+        raise ValueError(
+            f"target= names a class of an image classifier; this model ({type(model.model).__name__}) explains "
+            "an image–text match: pass text= instead"
+        )
+    if classifier and text is not None:
+        raise ValueError(
+            f"this model is an image classifier with classes, not a text tower: pass target= (one of "
+            f"{model.labels[:5]}{'...' if len(model.labels) > 5 else ''} or a class index) instead of text={text!r}"
+        )
+    if text is not None:
+        model.require("text", "a text-conditioned map (relevance, grad_eclip)")
+    picture, pixels = _load(model, image, resolution)
     n_layers, n_heads = model.n_layers("vision"), model.n_heads("vision")
     layers = list(range(n_layers)) if layers is None else sorted({resolve_layer(l, n_layers) for l in layers})
     grad_eclip_layers = sorted({resolve_layer(l, n_layers) for l in grad_eclip_layers})
-    geometry = _images.CropGeometry.from_processor(model.processor, picture.size)
+    if resolution is None:
+        geometry = _images.CropGeometry.from_processor(model.processor, picture.size)
+    else:
+        geometry = _images.CropGeometry.whole_image(picture.size, tuple(pixels.shape[-1:-3:-1]))
+    grid_size = model.grid_of(pixels)
     last = n_layers - 1
     kept: dict[str, torch.Tensor] = {}
 
@@ -200,9 +247,31 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
     names = [f"vision.blocks.{l}.attn.hook_pattern" for l in layers] + [f"vision.blocks.{last}.hook_resid_post"]
     names += [f"vision.blocks.{l}.hook_resid_pre" for l in grad_eclip_layers]
     names += [f"vision.blocks.{l}.attn.hook_out" for l in grad_eclip_layers]
-    capture = AttentionCapture(picture, geometry, model.grid_size, n_layers, n_heads, {}, np.zeros(0), text=text)
+    capture = AttentionCapture(picture, geometry, grid_size, n_layers, n_heads, {}, np.zeros(0), text=text)
+    if classifier:
+        capture.readout = "patch_mean"  # its head reads the mean of the last layer's patch states
 
-    if text is None:
+    if classifier and target is not _NO_TARGET:
+        pixels = pixels.detach().clone().requires_grad_(True)  # the graph must exist even with frozen weights
+        with torch.enable_grad(), model.hooks([(n, keep) for n in names]):
+            class_logits = model.class_logits(pixels)[0]
+            index = int(class_logits.argmax()) if target is None else _towers.resolve_target(model.labels, target)
+            logit = class_logits[index]
+            wanted = [f"vision.blocks.{l}.attn.hook_pattern" for l in layers]
+            wanted += [f"vision.blocks.{l}.attn.hook_out" for l in grad_eclip_layers]
+            grads = dict(zip(wanted, torch.autograd.grad(logit, [kept[n] for n in wanted], allow_unused=True)))
+        capture.logit, capture.text = float(logit.detach()), model.labels[index]
+        capture.pattern_grads = {
+            l: _as_numpy(grads[f"vision.blocks.{l}.attn.hook_pattern"], kept[f"vision.blocks.{l}.attn.hook_pattern"])[0]
+            for l in layers
+        }
+        rows = list(range(1, grid_size[0] * grid_size[1] + 1))
+        for l in grad_eclip_layers:
+            capture.grad_eclip[l] = _grad_eclip_map(
+                model, tower_modules(model.layout.parts, model.family, "vision").blocks[l],
+                kept[f"vision.blocks.{l}.hook_resid_pre"], grads[f"vision.blocks.{l}.attn.hook_out"], rows=rows,
+            )
+    elif text is None:
         with torch.no_grad(), model.hooks([(n, keep) for n in names]):
             model.image_features(pixels)
     else:
@@ -233,7 +302,7 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
         }
         # token relevance: the same rule on the text tower, the pooled token's row over content tokens
         ids = tokens["input_ids"][0]
-        eos = getattr(model.model.config.text_config, "eos_token_id", None)
+        eos = getattr(model.tower_config("text"), "eos_token_id", None)
         pooled = int(text_pooling_positions(model.family, tokens["input_ids"], eos)[0])
         text_patterns = {l: _as_numpy(kept[n])[0] for l, n in enumerate(text_names)}
         text_grads = {l: _as_numpy(grads[n], kept[n])[0] for l, n in enumerate(text_names)}
@@ -246,7 +315,7 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
         capture.token_relevance = text_relevance[content]
         for l in grad_eclip_layers:
             capture.grad_eclip[l] = _grad_eclip_map(
-                model, tower_modules(model.model, model.family, "vision").blocks[l],
+                model, tower_modules(model.layout.parts, model.family, "vision").blocks[l],
                 kept[f"vision.blocks.{l}.hook_resid_pre"], grads[f"vision.blocks.{l}.attn.hook_out"],
             )
 
@@ -264,19 +333,28 @@ def _as_numpy(tensor, like=None) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float32).numpy()
 
 
-def _grad_eclip_map(model, block, resid_pre, grad_attn_out) -> np.ndarray:
-    """Grad-ECLIP (Zhao et al. 2024) for one CLIP-style vision block: H_i = ReLU(Σ_c w_c v_ic λ_i)."""
+def _grad_eclip_map(model, block, resid_pre, grad_attn_out, rows=(0,)) -> np.ndarray:
+    """Grad-ECLIP (Zhao et al. 2024) for one CLIP-style vision block: H_i = ReLU(Σ_c w_c v_ic λ_i).
+
+    ``rows``: the query tokens the model pools (CLS for CLIP's embedding). A head that reads the
+    mean of the patch states (CLIPForImageClassification) pools every patch: then
+    H_i = ReLU(Σ_q Σ_c w_qc v_ic λ_qi), which is the paper's formula when ``rows`` is CLS alone.
+    """
     layer, attention = block.block, block.attention
+    rows = list(rows)
     with torch.no_grad():
         hidden = layer.layer_norm1(resid_pre.detach())[0]  # [pos, d_model]
         query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
         # ∂s/∂o before the output projection: o ↦ o Wᵀ + b, so ∂s/∂o = ∂s/∂y · W
         weight = attention.out_proj.weight
-        channel_weights = grad_attn_out.detach()[0, 0].to(weight.dtype) @ weight  # CLS row, [d_model]
-        cosine = torch.nn.functional.cosine_similarity(query[:1].double(), key[1:].double(), dim=-1)
-        span = cosine.max() - cosine.min()
-        loosened = (cosine - cosine.min()) / span if span > 0 else torch.ones_like(cosine)
-        emap = torch.relu((channel_weights.double() * value[1:].double()).sum(-1) * loosened)
+        channel_weights = grad_attn_out.detach()[0, rows].to(weight.dtype) @ weight  # [n_rows, d_model]
+        q = torch.nn.functional.normalize(query[rows].double(), dim=-1)
+        k = torch.nn.functional.normalize(key[1:].double(), dim=-1)
+        cosine = q @ k.t()  # [n_rows, n_patches]
+        low, high = cosine.min(dim=-1, keepdim=True).values, cosine.max(dim=-1, keepdim=True).values
+        span = high - low
+        loosened = torch.where(span > 0, (cosine - low) / span.clamp_min(1e-300), torch.ones_like(cosine))
+        emap = torch.relu(((channel_weights.double() @ value[1:].double().t()) * loosened).sum(0))
     return emap.cpu().numpy()
 
 
@@ -286,7 +364,11 @@ def attention_map(capture: AttentionCapture, layer: int = -1, head="mean") -> np
     layer = resolve_layer(layer, capture.n_layers)
     head = resolve_head(head, capture.n_heads)
     pattern = _captured(capture.patterns, layer, "attention patterns")
-    rows = pattern[:, 0, 1:].astype(np.float64)  # [head, n_patches]
+    readout = capture.readout_row()
+    if np.ndim(readout) == 0:
+        rows = pattern[:, readout, 1:].astype(np.float64)  # [head, n_patches]
+    else:  # the pooled rows' mean attention
+        rows = np.einsum("q,hqk->hk", readout, pattern.astype(np.float64))[:, 1:]
     return rows.mean(axis=0) if head == "mean" else rows[head]
 
 
@@ -305,9 +387,7 @@ def rollout_layer(pattern: np.ndarray, head_fusion: str = "mean") -> np.ndarray:
 def rollout_row(augmented: dict[int, np.ndarray], layers, row: int = 0) -> np.ndarray:
     """Row ``row`` of Abnar & Zuidema 2020's R = Â_last ··· Â_first over ``layers`` (a row vector
     multiplied from the left, last layer first: O(tokens²) per layer)."""
-    size = augmented[layers[0]].shape[-1]
-    vector = np.zeros(size, dtype=np.float64)
-    vector[row] = 1.0
+    vector = _start_vector(augmented[layers[0]].shape[-1], row)
     for layer in reversed(list(layers)):
         vector = vector @ augmented[layer]
     return vector
@@ -324,7 +404,7 @@ def rollout_map(capture: AttentionCapture, start_layer: int = 0, head_fusion: st
                                lambda layer=layer: rollout_layer(capture.patterns[layer], head_fusion))
         for layer in layers
     }
-    return rollout_row(augmented, layers)[1:]
+    return rollout_row(augmented, layers, row=capture.readout_row())[1:]
 
 
 def relevance_map(capture: AttentionCapture, start_layer: int = 0) -> np.ndarray:
@@ -338,7 +418,7 @@ def relevance_map(capture: AttentionCapture, start_layer: int = 0) -> np.ndarray
                                lambda: _relevance_cam(capture.patterns[layer], capture.pattern_grads[layer]))
 
     cams = {layer: cam(layer) for layer in layers}
-    return relevance_row(cams, layers)[1:]
+    return relevance_row(cams, layers, row=capture.readout_row())[1:]
 
 
 def grad_eclip_map(capture: AttentionCapture, layer: int = -1) -> np.ndarray:
@@ -492,7 +572,7 @@ def normalise_tokens(scores: np.ndarray) -> np.ndarray:
 
 
 def heatmap(model, image, text: str | None = None, method: str = "relevance", *, exclude_sinks: bool = False,
-            sink_ratio: float = DEFAULT_SINK_RATIO, **options) -> Heatmap:
+            sink_ratio: float = DEFAULT_SINK_RATIO, target=None, resolution=None, **options) -> Heatmap:
     """Which patches of ``image`` (and which words of ``text``) drive the model's match.
 
     ``method``: ``"attention"`` (options ``layer=-1``, ``head="mean"``), ``"rollout"``
@@ -501,13 +581,38 @@ def heatmap(model, image, text: str | None = None, method: str = "relevance", *,
     docstring for the papers and formulas. ``exclude_sinks=True`` leaves high-norm sink patches
     (Darcet et al. 2024) out of the map. Returns a :class:`Heatmap` whose ``grid`` is scaled to [0, 1].
 
+    ``target``: for an image classifier (``CLIPForImageClassification``) the methods that need a text
+    explain a class logit instead: a label of ``model.labels`` or a class index (default: the
+    predicted class). ``resolution``: the whole image, uncropped, at this short side in pixels (or
+    ``(width, height)``), with interpolated position embeddings — a map over all of a non-square
+    photo and a finer grid; ``None`` (default) explains the processor's centre crop, the model's
+    training view. The model saw one resolution in training, so far from it maps get noisier
+    (BENCHMARKS.md, "Any resolution", gives the pointing game at 1× and 2×).
+
         >>> hm = clipviz.heatmap(model, "cat.jpg", "a photo of a cat")
         >>> hm.plot(); hm.overlay().save("cat_relevance.png")
     """
     record = method_record(method)
     options = record.resolve_options(options)
     check_sink_ratio(sink_ratio)
-    if record.needs_text and text is None:
+    classifier = getattr(model, "is_classifier", False)
+    if target is not None and not classifier:
+        raise ValueError(
+            f"target= names a class of an image classifier; this model ({type(model.model).__name__}) explains "
+            "an image–text match: pass text= instead"
+        )
+    if classifier:
+        if text is not None:
+            raise ValueError(
+                f"this model is an image classifier: it explains one of its classes, not a text — pass "
+                f"target= (a label such as {model.labels[0]!r}, or a class index) instead of text={text!r}"
+            )
+        if target is not None:
+            _towers.resolve_target(model.labels, target)  # a typo costs nothing
+    elif record.needs_text:
+        model.require("text", f"method {method!r}, which explains an image–text match "
+                              "(a vision tower alone supports method='attention' or 'rollout')")
+    if record.needs_text and text is None and not classifier:
         raise ValueError(f"method {method!r} explains an image–text match: pass text=")
     if not record.needs_text and text is not None:
         warnings.warn(
@@ -518,7 +623,8 @@ def heatmap(model, image, text: str | None = None, method: str = "relevance", *,
     n_layers = model.n_layers("vision")
     _check_option_values(options, n_layers, model.n_heads("vision"))
     layers, eclip = record.capture(options, n_layers)
-    capture = capture_attention(model, image, text, layers=layers, grad_eclip_layers=eclip)
+    extra = {"target": target} if classifier and record.needs_text else {}
+    capture = capture_attention(model, image, text, layers=layers, grad_eclip_layers=eclip, resolution=resolution, **extra)
     return heatmap_from_capture(capture, method, exclude_sinks=exclude_sinks, sink_ratio=sink_ratio, **options)
 
 

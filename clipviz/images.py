@@ -249,6 +249,12 @@ class CropGeometry:
         box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
         return cls((width, height), (new_w, new_h), (crop_w, crop_h), box)
 
+    @classmethod
+    def whole_image(cls, original_size: tuple[int, int], resized_size: tuple[int, int]) -> CropGeometry:
+        """Geometry of the any-resolution mode: the whole image resized to ``resized_size``, no crop."""
+        width, height = original_size
+        return cls((width, height), tuple(resized_size), tuple(resized_size), (0.0, 0.0, float(width), float(height)))
+
     def grid_to_image(self, grid: np.ndarray) -> np.ndarray:
         """Map a ``[h, w]`` grid over the crop onto the original image: ``[H, W]``, NaN outside the crop.
 
@@ -268,6 +274,51 @@ class CropGeometry:
         image_map[outside, :] = np.nan
         image_map[:, (xs < 0) | (xs > 1)] = np.nan
         return image_map
+
+
+def whole_image_size(original_size: tuple[int, int], resolution, patch_size: int) -> tuple[int, int]:
+    """``(width, height)`` for running a ViT on a whole ``original_size`` image at ``resolution``.
+
+    ``resolution`` is the short side in pixels (an int; the long side follows the aspect ratio) or an
+    explicit ``(width, height)``. Each side is rounded to the nearest multiple of ``patch_size`` (at
+    least one patch), so the aspect ratio may move by up to half a patch; the geometry records the
+    exact resize, so the map still lands on the right pixels.
+    """
+    width, height = original_size
+    if isinstance(resolution, (tuple, list)) and len(resolution) == 2:
+        target_w, target_h = (float(v) for v in resolution)
+    elif isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+        scale = float(resolution) / min(width, height)
+        target_w, target_h = width * scale, height * scale
+    else:
+        raise TypeError(
+            f"resolution must be an int (the short side in pixels) or a (width, height) pair, not {resolution!r}"
+        )
+    if min(target_w, target_h) <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution!r}")
+    return (
+        max(patch_size, round(target_w / patch_size) * patch_size),
+        max(patch_size, round(target_h / patch_size) * patch_size),
+    )
+
+
+def whole_image_pixels(processor, images: Sequence[Image.Image], resolution, patch_size: int):
+    """``pixel_values`` ``[N, 3, h, w]`` of whole images (no centre crop) resized to ``resolution``.
+
+    The resize uses the processor's own resampling filter; rescaling and normalisation are the
+    processor's. All images must come out at one size (same aspect ratio, or an explicit size).
+    """
+    ip = getattr(processor, "image_processor", processor)
+    sizes = {whole_image_size(image.size, resolution, patch_size) for image in images}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"these images come out at {len(sizes)} different sizes at resolution={resolution!r} "
+            f"({sorted(sizes)[:3]}...): pass images of one aspect ratio per call, or resolution=(width, height)"
+        )
+    size = sizes.pop()
+    resample = getattr(ip, "resample", Image.BICUBIC)
+    resized = [image.resize(size, resample=resample) for image in images]
+    return ip(images=resized, do_resize=False, do_center_crop=False, return_tensors="pt")["pixel_values"]
 
 
 def _interpolate_axis(values: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:

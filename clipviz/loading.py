@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 import torch
 
 from .errors import BadCheckpoint, InvalidArgument, MissingFile, WrongType
-from .families import family_of
 
 DEFAULT_MODEL = "shapes-clip"
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -45,8 +44,12 @@ def _check_local_dir(path: Path) -> Path:
             f"{path} has no config.json: it is not a directory written by save_pretrained. "
             "Save both parts there: model.save_pretrained(dir) and processor.save_pretrained(dir)."
         )
-    has_images = any((path / f).is_file() for f in _PROCESSOR_FILES)
-    has_text = any((path / f).is_file() for f in _TOKENIZER_FILES)
+    from .towers import checkpoint_class, kind_of_class
+
+    _check_readable(path)  # config.json must parse before its class is read
+    kind = kind_of_class(checkpoint_class(path))  # a single tower needs only its own half of the processor
+    has_images = any((path / f).is_file() for f in _PROCESSOR_FILES) or kind == "text"
+    has_text = any((path / f).is_file() for f in _TOKENIZER_FILES) or kind in ("vision", "classifier")
     if not (has_images and has_text):
         missing = "image processor" if not has_images else "tokenizer"
         raise CheckpointNotFoundError(
@@ -170,20 +173,30 @@ def _check_readable(path: Path) -> None:
 
 
 def read_checkpoint(path: Path, *, dtype=None):
-    """``(model, processor, family)`` from a checkpoint directory, with clipviz's attention."""
-    from transformers import AltCLIPModel, AutoConfig, AutoProcessor, ChineseCLIPModel, CLIPModel
+    """``(model, processor, family)`` from a checkpoint directory, with clipviz's attention.
+
+    The model's class is the one that wrote the checkpoint (``config.json``'s ``architectures``, or its
+    weights' names): a dual encoder, a single tower or ``CLIPForImageClassification``
+    (see :mod:`clipviz.towers`).
+    """
+    from transformers import AutoProcessor
 
     from .hooks import ATTENTION_IMPLEMENTATION, register_attention_implementation
+    from .towers import checkpoint_class, kind_of_class, layout_of, model_class, read_processor
 
     _check_readable(Path(path))
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    family = family_of(config)
-    model_class = {"clip": CLIPModel, "chinese_clip": ChineseCLIPModel, "altclip": AltCLIPModel}[family]
+    name = checkpoint_class(path)  # UnsupportedModelError for other families
+    extra = {"add_pooling_layer": False} if name == "ChineseCLIPTextModel" else {}  # the dual never uses it
     register_attention_implementation()
     with _quiet_progress_bars():  # a per-tensor bar for a local load only clutters notebooks
-        model = model_class.from_pretrained(
-            path, attn_implementation=ATTENTION_IMPLEMENTATION, dtype=parse_dtype(dtype), trust_remote_code=False
+        model = model_class(name).from_pretrained(
+            path, attn_implementation=ATTENTION_IMPLEMENTATION, dtype=parse_dtype(dtype), trust_remote_code=False,
+            **extra,
         )
     # The PIL backend on purpose: the torchvision one would pull a multi-GB CUDA torch.
-    processor = AutoProcessor.from_pretrained(path, backend="pil", trust_remote_code=False)
-    return model, processor, family
+    kind = kind_of_class(name)
+    if kind == "dual":
+        processor = AutoProcessor.from_pretrained(path, backend="pil", trust_remote_code=False)
+    else:
+        processor = read_processor(path, kind)
+    return model, processor, layout_of(model).family

@@ -15,13 +15,21 @@ import torch
 from . import images as _images
 from .cache import ActivationCache
 from .errors import DeviceUnavailable, InvalidArgument, WrongType
-from .families import TOWERS, family_of, text_pooling_positions, tower_modules
+from .families import TOWERS, text_pooling_positions, tower_modules
 from .hooks import (
     ATTENTION_IMPLEMENTATION,
     HookPoint,
     UnknownHookError,
     attached,
     register_attention_implementation,
+)
+from .towers import (
+    MissingTowerError,
+    layout_of,
+    missing_tower_message,
+    text_vector,
+    vector_sizes,
+    vision_vector,
 )
 
 DEFAULT_CACHE_BUDGET = 4 * 2**30  # bytes; run_with_cache refuses larger captures before running
@@ -201,7 +209,8 @@ class HookedCLIP:
     """
 
     def __init__(self, model, processor, *, name: str = ""):
-        self.family = family_of(model.config)
+        self.layout = layout_of(model)  # which towers (and head) the class has; see clipviz.towers
+        self.family = self.layout.family
         self.model = model.eval()
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", "") or self.family
@@ -209,7 +218,7 @@ class HookedCLIP:
         if model.config._attn_implementation != ATTENTION_IMPLEMENTATION:
             register_attention_implementation()
             model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
-        self._towers = {tower: tower_modules(model, self.family, tower) for tower in TOWERS}
+        self._towers = {tower: tower_modules(self.layout.parts, self.family, tower) for tower in self.layout.towers}
         self._points = self._make_points()
 
     def _make_points(self) -> dict[str, HookPoint]:
@@ -244,7 +253,36 @@ class HookedCLIP:
     def _tower_config(self, tower: str):
         if tower not in TOWERS:
             raise InvalidArgument("tower", f"must be 'vision' or 'text', not {tower!r}")
-        return self.model.config.vision_config if tower == "vision" else self.model.config.text_config
+        return self.layout.config(tower)  # MissingTowerError naming the tower a single-tower model lacks
+
+    def tower_config(self, tower: str):
+        """The transformers config of ``tower`` (``"vision"`` or ``"text"``)."""
+        return self.layout.config(tower)
+
+    @property
+    def towers(self) -> tuple[str, ...]:
+        """The towers this model has: both for a dual encoder, one for a single tower or a classifier."""
+        return self.layout.towers
+
+    def require(self, tower: str, needed_for: str = "") -> None:
+        """Raise :class:`MissingTowerError` (naming ``tower``) unless the model has ``tower``."""
+        if tower not in self.layout.towers:
+            raise MissingTowerError(missing_tower_message(self.layout, tower, needed_for))
+
+    @property
+    def is_classifier(self) -> bool:
+        """True for an image classifier (``CLIPForImageClassification``): ``labels`` and a class head."""
+        return self.layout.kind == "classifier"
+
+    @property
+    def labels(self) -> list[str]:
+        """The image classifier's class labels (``config.id2label``), in head order."""
+        if self.layout.labels is None:
+            raise MissingTowerError(
+                f"this model is a {self.layout.model_class}, not an image classifier: it has no class labels; "
+                "zero-shot classification takes labels: model.classify(images, ['a cat', 'a dog'])"
+            )
+        return list(self.layout.labels)
 
     def n_layers(self, tower: str = "vision") -> int:
         self._tower_config(tower)
@@ -255,11 +293,12 @@ class HookedCLIP:
 
     @property
     def patch_size(self) -> int:
-        return self.model.config.vision_config.patch_size
+        return self._tower_config("vision").patch_size
 
     @property
     def image_size(self) -> int:
         """Side of the square crop the image processor produces (pixels)."""
+        self.require("vision", "images")
         ip = self.processor.image_processor
         return ip.crop_size["height"] if ip.do_center_crop else ip.size.get("height", ip.size.get("shortest_edge"))
 
@@ -270,12 +309,14 @@ class HookedCLIP:
 
     @property
     def logit_scale(self) -> float:
+        if self.layout.kind != "dual":
+            self.require("text" if "vision" in self.layout.towers else "vision", "image-text logits")
         return float(self.model.logit_scale.detach().exp())
 
     @property
     def context_length(self) -> int:
         """The longest text (in tokens, specials included) the text tower takes."""
-        positions = self.model.config.text_config.max_position_embeddings
+        positions = self._tower_config("text").max_position_embeddings
         if self.family == "altclip":
             positions -= 2  # XLM-R position ids start after the padding index
         tokenizer_max = getattr(self.processor.tokenizer, "model_max_length", positions)
@@ -330,18 +371,40 @@ class HookedCLIP:
         return f"{digest:08x}"
 
     def __repr__(self) -> str:
+        if self.layout.kind != "dual":
+            tower = self.layout.towers[0]
+            return (
+                f"HookedCLIP({self.name!r}, family={self.family!r}, {tower}={self.n_layers(tower)} layers; "
+                f"{self.layout.describe()})"
+            )
         v, t = self.n_layers("vision"), self.n_layers("text")
         return f"HookedCLIP({self.name!r}, family={self.family!r}, vision={v} layers, text={t} layers)"
 
     # ----------------------------------------------------------------- inputs
-    def pixel_values(self, images) -> torch.Tensor:
-        """The processor's ``pixel_values`` ``[N, 3, S, S]`` for images, paths or arrays."""
+    def pixel_values(self, images, resolution=None) -> torch.Tensor:
+        """The processor's ``pixel_values`` ``[N, 3, S, S]`` for images, paths or arrays.
+
+        ``resolution``: ``None`` for the processor's own resize and centre crop; an int (the short side
+        in pixels) or ``(width, height)`` for the whole image, uncropped, at that size (see
+        :func:`clipviz.images.whole_image_size`; all images must then share one aspect ratio).
+        """
+        self.require("vision", "images")
         loaded = _images.load_images(images)
+        if resolution is not None:
+            return _images.whole_image_pixels(self.processor, loaded, resolution, self.patch_size).to(
+                device=self.device, dtype=self.dtype
+            )
         pixels = self.processor.image_processor(images=loaded, return_tensors="pt")["pixel_values"]
         return pixels.to(device=self.device, dtype=self.dtype)
 
+    def grid_of(self, pixel_values: torch.Tensor) -> tuple[int, int]:
+        """The patch grid ``(rows, columns)`` the vision tower sees for ``pixel_values`` of any size."""
+        height, width = pixel_values.shape[-2:]
+        return height // self.patch_size, width // self.patch_size
+
     def tokenize(self, texts) -> dict[str, torch.Tensor]:
         """Tokenised, padded texts on the model's device; texts over the context are cut, with a warning."""
+        self.require("text", "texts")
         texts = as_text_list(texts)
         tokenizer = self.processor.tokenizer
         limit = self.context_length
@@ -358,14 +421,19 @@ class HookedCLIP:
         return {k: v.to(self.device) for k, v in tokens.items()}
 
     def check_pixel_values(self, pixel_values) -> torch.Tensor:
-        """``pixel_values`` as given to ``run_with_cache(pixel_values=)``: a float ``[N, 3, S, S]`` tensor."""
+        """``pixel_values`` as given to ``run_with_cache(pixel_values=)``: a float ``[N, 3, S, S]`` tensor.
+
+        Other sizes whose sides are multiples of the patch size run too (the whole-image mode, see
+        :meth:`pixel_values`'s ``resolution``), with interpolated position embeddings."""
         side = self.image_size
         if not isinstance(pixel_values, torch.Tensor):
             raise WrongType("pixel_values", f"got {type(pixel_values).__name__}; pass a torch.Tensor [N, 3, {side}, {side}] "
                                             "as model.pixel_values(images) makes, or images= instead")
         if pixel_values.ndim == 3:
             pixel_values = pixel_values.unsqueeze(0)
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, side, side) or pixel_values.shape[0] == 0:
+        patch = self.patch_size
+        tiles = pixel_values.ndim == 4 and all(n >= patch and n % patch == 0 for n in pixel_values.shape[2:])
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or not tiles or pixel_values.shape[0] == 0:
             raise InvalidArgument(
                 "pixel_values", f"has shape {tuple(pixel_values.shape)}; this model takes [N, 3, {side}, {side}] "
                 "(N >= 1): make it with model.pixel_values(images), or pass images= and let clipviz resize and crop")
@@ -381,21 +449,48 @@ class HookedCLIP:
         Not the same numbers as transformers' ``get_image_features``: that returns the raw projection
         (its ``.pooler_output``), this divides it by its norm, as the model does before its logits.
         Multiply by ``logit_scale`` and take dot products to get ``logits_per_image``.
+        Pixels of any size work: when they differ from the training crop the vision tower runs with
+        ``interpolate_pos_encoding=True`` (position embeddings resized bicubically to the patch grid).
         """
-        projected = _pooler(self.model.get_image_features(pixel_values=pixel_values))
-        return self._points["vision.hook_embeds"](_normalise(projected))
+        return self._vision_forward(pixel_values)[0]
+
+    def _vision_forward(self, pixel_values: torch.Tensor):
+        """(unit-norm embeddings, pooled state the projection or class head reads)."""
+        self.require("vision", "images")
+        side, patch = self._tower_config("vision").image_size, self.patch_size
+        height, width = pixel_values.shape[-2:]
+        if height < patch or width < patch or height % patch or width % patch:
+            raise InvalidArgument(
+                "pixel_values", f"of {height}x{width} pixels do not tile into {patch}-pixel patches: give sides that "
+                f"are multiples of {patch} (the training crop is {side}x{side}), or pass images with resolution="
+            )
+        interpolate = (height, width) != (side, side)
+        projected, pooled = vision_vector(self.layout, pixel_values, interpolate_pos_encoding=interpolate)
+        return self._points["vision.hook_embeds"](_normalise(projected)), pooled
+
+    def class_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """An image classifier's logits ``[N, n_classes]`` from its head, with every vision hook firing."""
+        labels = self.labels  # a clear error for a model without a head
+        del labels
+        _, pooled = self._vision_forward(pixel_values)
+        return self.layout.head(pooled)
 
     def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """**Unit-norm** text embeddings ``[M, D]`` from ``tokenize`` output; differentiable.
 
         Unlike transformers' ``get_text_features`` (the raw projection), divided by its norm.
         """
-        projected = _pooler(self.model.get_text_features(**tokens))
+        self.require("text", "texts")
+        if self.layout.kind == "dual":
+            projected = _pooler(self.model.get_text_features(**tokens))
+        else:
+            projected = text_vector(self.layout, tokens)
         return self._points["text.hook_embeds"](_normalise(projected))
 
     @torch.no_grad()
     def image_embeds(self, images, batch_size: int = 32) -> torch.Tensor:
         """Unit-norm image embeddings ``[N, D]`` (on the CPU), encoded ``batch_size`` at a time."""
+        self.require("vision", "image_embeds")
         _check_batch_size(batch_size)
         sources = _images.as_list(images)
         if not sources:
@@ -409,6 +504,7 @@ class HookedCLIP:
     @torch.no_grad()
     def text_embeds(self, texts, batch_size: int = 256) -> torch.Tensor:
         """Unit-norm text embeddings ``[M, D]`` (on the CPU)."""
+        self.require("text", "text_embeds")
         _check_batch_size(batch_size)
         texts = as_text_list(texts)
         chunks = [
@@ -420,10 +516,17 @@ class HookedCLIP:
     @torch.no_grad()
     def logits(self, images, texts) -> torch.Tensor:
         """``[n_images, n_texts]`` scaled cosine similarities, as the model's ``logits_per_image``."""
+        for tower in ("vision", "text"):
+            self.require(tower, "image-text logits")
         return self.logit_scale * self.image_embeds(images) @ self.text_embeds(texts).t()
 
-    def classify(self, images, labels, templates=None, lang=None, **options):
-        """Zero-shot classification; see :func:`clipviz.zeroshot.classify`."""
+    def classify(self, images, labels=None, templates=None, lang=None, **options):
+        """Zero-shot classification; see :func:`clipviz.zeroshot.classify`.
+
+        An image classifier (``CLIPForImageClassification``) uses its own head instead: ``labels`` may
+        then be left out (all of ``model.labels``) or name a subset of them; see
+        :func:`clipviz.towers.classify_with_head`.
+        """
         from .zeroshot import classify
 
         return classify(self, images, labels, templates=templates, lang=lang, **options)
@@ -508,9 +611,9 @@ class HookedCLIP:
             if point.kind == "pattern":
                 total += batch * n_heads * seq * (1 if attention_rows == "cls" else seq)
             elif name.endswith("hook_pooled"):
-                total += batch * self._towers[point.tower].projection.in_features
+                total += batch * vector_sizes(self.layout, point.tower)[0]
             elif name.endswith("hook_embeds"):
-                total += batch * self.model.config.projection_dim
+                total += batch * vector_sizes(self.layout, point.tower)[1]
             else:
                 total += batch * seq * config.hidden_size
         return total * itemsize
@@ -522,6 +625,7 @@ class HookedCLIP:
         names_filter=None,
         *,
         pixel_values: torch.Tensor | None = None,
+        resolution=None,
         towers: Sequence[str] | None = None,
         layers: int | Iterable[int] | None = None,
         heads: int | Iterable[int] | None = None,
@@ -536,6 +640,7 @@ class HookedCLIP:
         ``attention_rows="cls"`` keeps only the pooled token's attention row (``[batch, head, key]``:
         CLS for vision, the pooled EOS/CLS token for text); ``cache_dtype=torch.float16`` halves storage.
         A capture estimated over ``max_bytes`` (default ``self.max_cache_bytes``) is refused before running.
+        ``resolution``: run the vision tower on the whole image at that size (see :meth:`pixel_values`).
         """
         if attention_rows not in ("all", "cls"):
             raise InvalidArgument("attention_rows", f"must be 'all' or 'cls', not {attention_rows!r}")
@@ -559,18 +664,20 @@ class HookedCLIP:
         for tower in towers:
             if tower not in TOWERS:
                 raise InvalidArgument("towers", f"{tower!r} is not a tower: pass 'vision', 'text' or both")
+            self._tower_config(tower)  # MissingTowerError for the tower a single-tower model lacks
         names = self._select_names(names_filter, towers, layers)
         if heads is not None:
             asked = _index_list(heads, "heads")
             heads = {tower: _resolve_indices(asked, self.n_heads(tower), "heads", f"each {tower} attention layer has {self.n_heads(tower)} heads")
                      for tower in towers}
-        pixels = self.pixel_values(images) if images is not None else (
+        pixels = self.pixel_values(images, resolution=resolution) if images is not None else (
             None if pixel_values is None else self.check_pixel_values(pixel_values))
         tokens = self.tokenize(texts) if texts is not None else None
 
         shapes = {}
         if pixels is not None:
-            shapes["vision"] = (pixels.shape[0], self.grid_size[0] * self.grid_size[1] + 1)
+            rows, columns = self.grid_of(pixels)
+            shapes["vision"] = (pixels.shape[0], rows * columns + 1)
         if tokens is not None:
             shapes["text"] = tuple(tokens["input_ids"].shape)
         itemsize = torch.empty((), dtype=cache_dtype or self.dtype).element_size()
@@ -586,7 +693,7 @@ class HookedCLIP:
 
         pooled_rows = None
         if tokens is not None and attention_rows == "cls":
-            eos = getattr(self.model.config.text_config, "eos_token_id", None)
+            eos = getattr(self._tower_config("text"), "eos_token_id", None)
             pooled_rows = text_pooling_positions(self.family, tokens["input_ids"], eos)
         store: dict[str, torch.Tensor] = {}
 
@@ -613,19 +720,60 @@ class HookedCLIP:
         return output, ActivationCache(ordered, attention_rows=attention_rows)
 
 
-def load(name_or_path=None, *, device=None, dtype=None) -> HookedCLIP:
+def load(name_or_path=None, *, device=None, dtype=None, processor=None, tower: str | None = None,
+         vision=None, text=None, logit_scale: float | None = None) -> HookedCLIP:
     """Load a CLIP-family model as a :class:`HookedCLIP`.
 
     ``name_or_path``: a bundled model (``"shapes-clip"``, the default; ``"shapes-chinese-clip"``,
     ``"shapes-altclip"``), a Hub id (``"openai/clip-vit-base-patch32"``,
     ``"OFA-Sys/chinese-clip-vit-base-patch16"``, ``"BAAI/AltCLIP"``, ...) or a local directory written
-    by ``save_pretrained`` (model and processor). ``device`` defaults to CUDA when available.
+    by ``save_pretrained`` (model and processor) — of any class in :data:`clipviz.towers.SUPPORTED_CLASSES`:
+    dual encoders, single towers (``CLIPVisionModelWithProjection``, ``CLIPTextModel``, ...) and
+    ``CLIPForImageClassification``. It may also be a transformers model already in memory (then pass
+    its ``processor=``, an image processor or tokenizer for a single tower). ``device`` defaults to
+    CUDA when available.
+
+    ``tower="vision"`` or ``"text"`` keeps one tower of a dual checkpoint (:func:`clipviz.towers.cut`).
+    ``vision=`` and ``text=`` (directories or models, instead of ``name_or_path``) pair two projected
+    CLIP towers of one checkpoint back into the dual model (:func:`clipviz.towers.pair`; single towers
+    do not store the temperature: pass ``logit_scale=``, e.g. 100.0 for OpenAI's checkpoints).
     """
+    from . import towers as _towers
     from .loading import read_checkpoint, resolve
 
     device = check_device(device) if device is not None else None  # before reading gigabytes
-    path = resolve(name_or_path)
-    model, processor, _ = read_checkpoint(path, dtype=dtype)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    name = str(name_or_path) if name_or_path is not None else path.name
+    if vision is not None or text is not None:
+        if name_or_path is not None or vision is None or text is None:
+            raise WrongType("vision", "pairing takes both towers and nothing else: clipviz.load(vision=..., text=...)")
+        v, t = (load(part, dtype=dtype, device="cpu") for part in (vision, text))
+        dual = _towers.pair(v.model, t.model, logit_scale=logit_scale)
+        both = _towers.TowerProcessor(v.processor.image_processor, t.processor.tokenizer)
+        return HookedCLIP(dual.to(device), both, name=f"{v.name} + {t.name}")
+    if isinstance(name_or_path, torch.nn.Module):
+        if processor is None:
+            raise WrongType(
+                "processor", "an in-memory model needs its processor: clipviz.load(model, processor=AutoProcessor.from_pretrained(...)) "
+                "(an image processor for a vision tower, a tokenizer for a text tower)"
+            )
+        model, name = name_or_path, getattr(name_or_path.config, "_name_or_path", "") or type(name_or_path).__name__
+        if dtype is not None:
+            from .loading import parse_dtype
+
+            model = model.to(parse_dtype(dtype))
+    else:
+        path = resolve(name_or_path)
+        model, processor, _ = read_checkpoint(path, dtype=dtype)
+        name = str(name_or_path) if name_or_path is not None else path.name
+    if tower is not None:
+        model = _towers.cut(model, tower)
+        processor = _towers.TowerProcessor(
+            getattr(processor, "image_processor", None) if tower == "vision" else None,
+            getattr(processor, "tokenizer", None) if tower == "text" else None,
+        )
+        name = f"{name} ({tower} tower)"
+    elif not hasattr(processor, "image_processor") and not hasattr(processor, "tokenizer"):
+        # a bare image processor or tokenizer, for a single tower held in memory
+        is_tokenizer = hasattr(processor, "convert_tokens_to_ids")
+        processor = _towers.TowerProcessor(None if is_tokenizer else processor, processor if is_tokenizer else None)
     return HookedCLIP(model.to(device), processor, name=name)

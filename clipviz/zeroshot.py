@@ -375,9 +375,13 @@ def zero_shot_result(model, image_embeds: torch.Tensor, class_embeds: torch.Tens
                           model_name=name, images=list(images))
 
 
-def classify(model, images, labels, templates=None, lang: str | None = None, batch_size: int = 32,
+def classify(model, images, labels=None, templates=None, lang: str | None = None, batch_size: int = 32,
              text_batch_size: int = 256) -> ZeroShotResult:
     """Zero-shot classify ``images`` (one or a list: paths, PIL images, arrays) over ``labels``.
+
+    An image classifier (``CLIPForImageClassification``) answers with its own head instead:
+    ``labels`` may then be left out (all of ``model.labels``) or name a subset
+    (:func:`clipviz.towers.classify_with_head`).
 
     ``templates``: ``None`` (the language's ``"ensemble"`` set; ``"shapes"`` for the bundled
     models, see ``default_template_set``), a set name (``"single"``,
@@ -386,6 +390,10 @@ def classify(model, images, labels, templates=None, lang: str | None = None, bat
     family's (``default_language``). Images are encoded ``batch_size`` at a time, prompts
     ``text_batch_size`` at a time; label embeddings are cached on the model (``label_embeds``).
     """
+    if getattr(model, "is_classifier", False):  # CLIPForImageClassification: its own head, no prompts
+        from .towers import classify_with_head
+
+        return classify_with_head(model, images, labels, batch_size=batch_size)
     lang = default_language(model) if lang is None else lang
     labels = check_labels(labels)
     resolved = resolve_templates(default_template_set(model) if templates is None else templates, lang)

@@ -77,6 +77,9 @@ class AttentionApp(widgets.VBox):
     ``head`` option. ``app.state`` holds the choices (set them from code too); ``app.heatmap`` is the
     :class:`~clipviz.heatmaps.Heatmap` on show; errors appear in the app, under the controls.
 
+    For an image classifier (``CLIPForImageClassification``) the prompt box is a menu of its classes
+    (``state.prompt`` is the chosen label; ``""`` explains the predicted class).
+
         >>> AttentionApp(clipviz.load(), images=["cat.jpg", "dog.jpg"], prompt="a photo of a cat")
     """
 
@@ -111,8 +114,16 @@ class AttentionApp(widgets.VBox):
         })
 
         self._image_picker = widgets.Dropdown(options=[(l, i) for i, l in enumerate(labels)], description="image")
-        self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
-                                    placeholder="a text to explain (needed for relevance, Grad-ECLIP)")
+        if getattr(model, "is_classifier", False):
+            self.state.prompt = prompt if prompt in model.labels else ""
+            self._prompt = widgets.Dropdown(options=[("predicted class", "")] + [(label, label) for label in model.labels],
+                                            value=self.state.prompt, description="class")
+        else:
+            self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
+                                        placeholder="a text to explain (needed for relevance, Grad-ECLIP)")
+            if "text" not in getattr(model, "towers", ("text",)):
+                self.state.prompt, self._prompt.value = "", ""
+                self._prompt.disabled, self._prompt.placeholder = True, "a vision tower alone: no text to explain"
         self._method = widgets.Dropdown(options=[(r.label, r.name) for r in HEATMAP_METHODS.values()], value=method,
                                         description="method")
         self._layer = widgets.IntSlider(min=0, max=self.n_layers - 1, value=0, description="start layer",
@@ -179,8 +190,12 @@ class AttentionApp(widgets.VBox):
         if key in self._captures:
             self._captures.move_to_end(key)
             return self._captures[key]
-        capture = capture_attention(self.model, self.images[index], prompt or None,
-                                    grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        if getattr(self.model, "is_classifier", False):  # explain a class logit: the chosen or predicted class
+            capture = capture_attention(self.model, self.images[index], target=prompt or None,
+                                        grad_eclip_layers=[self.n_layers - 1])
+        else:
+            capture = capture_attention(self.model, self.images[index], prompt or None,
+                                        grad_eclip_layers=[self.n_layers - 1] if prompt else [])
         self._captures[key] = capture
         while len(self._captures) > _CAPTURES_KEPT:
             self._captures.popitem(last=False)
