@@ -15,6 +15,7 @@ _EXPORTS = {
     "heatmap": "clipviz.heatmaps",
     "embed": "clipviz.embeddings",
     "JointUMAP": "clipviz.projection",
+    "JointLayout": "clipviz.projection",
     "modality_gap": "clipviz.projection",
 }
 

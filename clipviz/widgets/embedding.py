@@ -18,7 +18,7 @@ import traitlets
 from IPython.display import clear_output, display
 
 from ..embeddings import Embeddings
-from ..projection import METHODS, JointUMAP, modality_gap
+from ..projection import METHODS, JointLayout, modality_gap
 
 _PREVIEW_SIDE = 160  # pixels of the selected-image preview
 
@@ -55,7 +55,7 @@ class EmbeddingApp(widgets.VBox):
         self.embeddings = embeddings
         self.random_state = random_state
         self.thumbnails = thumbnails
-        self.projection: JointUMAP | None = None
+        self.projection: JointLayout | None = None
         self.coords: np.ndarray | None = None
         self.last_error: str | None = None
         self._callbacks: list = []
@@ -141,7 +141,7 @@ class EmbeddingApp(widgets.VBox):
     def _refit(self) -> None:
         s = self.state
         started = time.perf_counter()
-        self.projection = JointUMAP(s.method, n_neighbors=s.n_neighbors, min_dist=s.min_dist, close_gap=s.close_gap,
+        self.projection = JointLayout(s.method, n_neighbors=s.n_neighbors, min_dist=s.min_dist, close_gap=s.close_gap,
                                     random_state=self.random_state)
         self.coords = self.projection.fit_transform(self.embeddings)
         seconds = time.perf_counter() - started
