@@ -289,45 +289,102 @@ def test_plot_draws_points_texts_pairs_and_legend():
 
 
 # ---------------------------------------------------------------------------- the app, headless
-def test_embedding_app_driven_through_its_widgets(tiny_hooked):
-    import matplotlib
+def _hover(app, row):
+    """What the browser gets back when it hovers ``row`` (jupyter-scatter's tooltip message)."""
+    sent = []
+    app.map.send = lambda message, buffers=None: sent.append(message)
+    app.map._handle_custom_msg({"type": "tooltip", "index": row, "properties": ["label", "row", "text"],
+                                "preview": "text"}, [])
+    del app.map.send
+    return sent[0]
 
-    matplotlib.use("Agg")
+
+def test_embedding_app_map_hover_selection_colour_and_filter(tiny_hooked, tmp_path):
     from PIL import Image
 
     from clipviz.widgets import EmbeddingApp
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(12)]
+    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(11)]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
     texts = ["red", "green", "blue"]
-    embeddings = clipviz.embed(tiny_hooked["clip"], images=images, texts=texts,
+    embeddings = clipviz.embed(tiny_hooked["clip"], images=[*images, images[0]], texts=texts,
                                labels={"images": ["red", "green", "blue"] * 4, "texts": texts})
-    app = EmbeddingApp(embeddings, method="pca")
-    assert app.coords.shape == (15, 2) and app.last_error is None
+    embeddings.inputs[11] = str(broken)  # the file went away after embedding: a placeholder, not a crash
+    app = EmbeddingApp(embeddings, method="pca", columns={"score": np.linspace(0, 1, 15)})
+    assert app.coords.shape == (15, 2) and app.last_error is None and app.layout_method == "pca"
     assert "12 images + 3 texts" in app._status.value and "modality gap" in app._status.value
+    assert type(app.map).__module__.startswith("clipviz")  # the lazy-preview widget, no matplotlib
+    assert app.previews.made == 0  # nothing shipped up front
+
+    reply = _hover(app, 4)
+    assert reply["index"] == 4 and reply["properties"] == {"label": "green", "row": 4, "text": "<image 4>"}
+    assert reply["preview"].startswith("data:image/jpeg;base64,")
+    import base64
+    import io
+
+    thumb = Image.open(io.BytesIO(base64.b64decode(reply["preview"].split(",", 1)[1])))
+    assert max(thumb.size) <= 96
+    assert _hover(app, 4)["preview"] == reply["preview"] and app.previews.made == 1  # made once
+    assert _hover(app, 13)["preview"].startswith("data:image/svg+xml")  # a text shows its text
+    assert _hover(app, 11)["preview"].startswith("data:image/jpeg")  # the stored 32 px thumbnail stands in
+    bare = EmbeddingApp(clustered(), method="pca")  # no file, no stored thumbnail: a placeholder
+    assert _hover(bare, 0)["preview"].startswith("data:image/svg+xml") and bare.previews.failed == [0]
 
     picked = []
-    app.on_select(lambda row, item, modality: picked.append((row, modality)))
-    app._row.value = 4  # type a point number
-    assert app.selected_image is images[4] and app.selected_row == 4 and picked[-1] == (4, "image")
-    assert bytes(app._preview.value).startswith(b"\x89PNG") and "closest texts" in app._details.value
+    app.on_select(picked.append)
+    app.map.selection = np.array([4, 13, 2], dtype="uint32")  # what a lasso in the browser sends
+    assert app.selected_rows == [4, 13, 2] and picked[-1] == [4, 13, 2]
+    assert app.selected_image is images[4] and app.selected_text == "green" and app.selected_row == 4
+    assert "3 selected" in app._details.value
+    app.highlight([7])
+    assert list(app.map.selection) == [7] and list(app.map.zoom_to) == [7] and picked[-1] == [7]
+    app.select(None)
+    assert app.selected_rows == [] and picked[-1] == []
 
-    class Click:  # what matplotlib passes to a button_press_event handler
-        inaxes, xdata, ydata = app.ax, float(app.coords[13, 0]), float(app.coords[13, 1])
-
-    app._on_click(Click)
-    assert app.selected_text == "green" and picked[-1] == (13, "text") and app._row.value == 13
-    np.testing.assert_allclose(app._ring.get_offsets()[0], app.coords[13])
-
-    before = app.coords.copy()
-    app._gap.value = True  # remove the modality gap → refit
-    assert "removed before projecting" in app._status.value and not np.allclose(app.coords, before)
-    app._color.value = "label"
-    assert "red" in [t.get_text() for t in app.ax.get_legend().get_texts()]
-    app._method.value = "tsne"
-    assert app._neighbors.disabled and app.projection.method == "tsne" and app.coords.shape == (15, 2)
+    assert app.color_columns == ["modality", "label", "prediction", "correct", "score"]
+    for column in app.color_columns:
+        app._color.value = column
+        assert app._scatter.color()["by"] == column and app.last_error is None
+    assert set(app.table["correct"][:12]) <= {"correct", "wrong"} and set(app.table["correct"][12:]) == {"text"}
+    app._show.value = "texts"
+    assert list(app.map.filter) == [12, 13, 14]
+    app._show.value = "all"
+    assert app.map.filter is None or len(app.map.filter) == 15
 
     app.select(99)  # errors go into the app, not the void
     assert "no point 99" in app.last_error
-    app.select(-1)
-    assert app.last_error is None and bytes(app._preview.value) == b""
+    with pytest.raises(ValueError, match="color_by must be one of"):
+        app.color_by("size")
+
+
+def test_embedding_app_swaps_in_a_background_layout_and_supersedes(tiny_hooked):
+    from clipviz.widgets import EmbeddingApp
+
+    embeddings = clustered()
+    app = EmbeddingApp(embeddings, method="tsne")
+    assert app.layout_method == "pca"  # the first picture, at once
+    first_job = app._job
+    assert first_job is not None and "computing" in app._status.value
+    app._gap.value = True  # a second request cancels the first: never two layouts racing
+    assert first_job.cancelled and app._job is not first_job
+    assert app.wait(300)
+    assert app.layout_method == "tsne" and "removed before projecting" in app._status.value
+    first_job.wait(30)
+    assert first_job.result is None
+    assert not np.allclose(app.coords, JointPCA(random_state=0).fit_transform(embeddings))
+    assert len(app.map.points) == 72
+
+
+def test_embedding_app_reports_dropped_rows():
+    from clipviz.widgets import EmbeddingApp
+
+    embeddings = clustered()
+    vectors = np.array(embeddings.vectors)
+    vectors[5] = np.nan
+    from dataclasses import replace
+
+    app = EmbeddingApp(replace(embeddings, vectors=vectors), method="pca")
+    assert "1 of 72 vectors contain NaN" in app._status.value
+    assert 5 not in set(app.map.filter) and len(app.map.filter) == 71 and np.isfinite(app.coords).all()
