@@ -193,7 +193,7 @@ class JointLayout(BaseEstimator):
             raise ValueError(f"place_neighbors must be a positive integer, not {self.place_neighbors!r}")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None) -> "JointLayout":
+    def fit(self, X, y=None) -> JointLayout:
         """Fit the layout to an :class:`Embeddings` or a tuple ``(image_vectors, text_vectors)``."""
         self._validate()
         embeddings = as_embeddings(X)
@@ -408,7 +408,7 @@ class JointUMAP(JointLayout):
                          random_state=random_state, fast_knn=fast_knn, disk_cache=disk_cache,
                          sample_size=sample_size, place_neighbors=place_neighbors, verbose=verbose)
 
-    def fit(self, X, y=None) -> "JointUMAP":
+    def fit(self, X, y=None) -> JointUMAP:
         if self.method != "umap":
             alternative = {"pca": "JointPCA()", "tsne": "JointTSNE()"}.get(self.method, "JointLayout(method)")
             warnings.warn(f"JointUMAP(method={self.method!r}) is not UMAP; use {alternative} or "
@@ -691,12 +691,12 @@ def enable_umap_disk_cache() -> int:
         return 0
     _DISK_CACHE_ENABLED = True
     try:
-        from numba.core.caching import NullCache
-        from numba.core.registry import CPUDispatcher
         import umap.layouts
         import umap.spectral
         import umap.umap_
         import umap.utils
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
     except ImportError:  # a numba layout we do not know: stay correct, just slower
         return 0
     switched = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 import test_browser
 from test_browser import _KERNEL_STATUS, _RUN_ALL, ARTIFACTS, NOTEBOOK_TIMEOUT, _page_errors, _wait, lab  # noqa: F401
 
@@ -20,7 +19,7 @@ WEBGL_FLAGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--igno
 
 
 @pytest.fixture(scope="module")
-def browser(lab, monkeypatch_module):
+def browser(lab, monkeypatch_module):  # noqa: F811 - lab is test_browser's fixture
     monkeypatch_module.setattr(test_browser, "CHROMIUM_FLAGS",
                                [f for f in test_browser.CHROMIUM_FLAGS if f != "--disable-gpu"] + WEBGL_FLAGS)
     yield from test_browser.browser._get_wrapped_function()(lab)  # the same driver set-up, other flags
@@ -61,7 +60,7 @@ def _kernel(driver, code: str) -> str:
 @pytest.mark.xfail(reason="in headless Chromium here the map's WebGL canvas stays empty (no points drawn, "
                           "see artifacts/browser/map_rendered.png), so the tooltip never opens: not solved yet",
                    strict=False)
-def test_map_hover_shows_a_thumbnail_and_a_lasso_reaches_the_kernel(lab, browser):
+def test_map_hover_shows_a_thumbnail_and_a_lasso_reaches_the_kernel(lab, browser):  # noqa: F811
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 

@@ -32,13 +32,14 @@ import traitlets
 from ..embeddings import Embeddings
 from ..projection import METHODS, JointLayout, JointPCA, fit_in_background, modality_gap
 from ..thumbnails import Previews
+from .reporting import show_error
 
 BUILT_IN_COLUMNS = ("modality", "label", "prediction", "correct")
 POINT_SIZE = {"image": 4, "text": 10}  # texts larger: visibly different from images in every colouring
 _SHOW = ("all", "images", "texts")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scatter_widget_class():
     """jupyter-scatter's widget, answering tooltip requests with a lazily made preview.
 
@@ -156,7 +157,7 @@ class EmbeddingApp(widgets.VBox):
             self._guarded(self.request_layout)
 
     @classmethod
-    def from_model(cls, model, images=None, texts=None, labels=None, *, cache=None, **options) -> "EmbeddingApp":
+    def from_model(cls, model, images=None, texts=None, labels=None, *, cache=None, **options) -> EmbeddingApp:
         """Embed ``images`` and ``texts`` with ``model`` (see :func:`clipviz.embed`) and open the app."""
         from ..embeddings import embed
 
@@ -416,13 +417,10 @@ class EmbeddingApp(widgets.VBox):
         except Exception as error:  # noqa: BLE001 - anything a user's data can raise belongs in the message
             self._report(error)
             return
-        self.last_error = None
-        self._errors.outputs = ()
+        show_error(self, None)
 
     def _report(self, error: Exception) -> None:
-        self.last_error = f"{type(error).__name__}: {error}"
-        self._errors.outputs = ()
-        self._errors.append_stdout(f"Could not update the map: {error}\n")
+        show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
 
 
 def zero_shot_columns(embeddings: Embeddings):
