@@ -12,7 +12,7 @@
    against an exact float32 search over the same vectors before rounding to float16. Targets:
    median ≤ 1 s, recall@10 = 1.0.
 
-    python benchmarks/bench_scale.py throughput [--images 2000] [--model shapes-clip] [--cpus 2]
+    PYTHONPATH=. python benchmarks/bench_scale.py throughput [--images 2000] [--model shapes-clip] [--cpus 2]
     python benchmarks/bench_scale.py memory [--images 50000]
     python benchmarks/bench_scale.py search [--vectors 1000000] [--queries 20]
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -32,8 +31,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the Ray workers' PYTHONPATH: this checkout's clipviz
 
 
 def write_shapes(folder: Path, n: int) -> Path:
@@ -95,14 +93,12 @@ def bench_memory(args) -> None:
     import psutil
 
     import clipviz
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import build_tiny
+    from clipviz.testing import random_checkpoint
 
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_shapes(Path(tmp) / "images", args.images)
-        model = clipviz.load(build_tiny("clip", Path(tmp) / "tiny"))
+        model = clipviz.load(random_checkpoint(Path(tmp) / "tiny", "clip"))
         ray = start_ray(args.cpus)
         peak, stop = [0], threading.Event()
 
