@@ -105,9 +105,10 @@ def test_ray_output_equals_single_process_embed_row_by_row(ray_run, reference, m
     assert meta["model_name"] == model.name and meta["family"] == "clip" and meta["dim"] == emb.dim
     assert meta["weights_fingerprint"] == emb.fingerprint == clipviz.embeddings.model_fingerprint(model)
     assert meta["clipviz_version"] == clipviz.__version__ and "crop_size" in meta["processor_settings"]
-    # the shards store the vectors as Ray's tensor type, which plain pyarrow reads as a list column
+    # the shards store the vectors as Ray's tensor type (an Arrow extension type: pyarrow with Ray
+    # imported reads it back as that type, plain pyarrow as its storage, a list column)
     field = pq.read_schema(next((out / "shards").glob("*.parquet"))).field("embedding")
-    assert field.metadata[b"ARROW:extension:name"].startswith(b"ray.data.arrow_tensor")
+    assert field.type.extension_name.startswith("ray.data.arrow_tensor"), field.type
     # search: a caption finds images of its shape
     hits = emb.search(reference.sources[N_IMAGES], k=5, model=model)
     assert hits.modality == ["image"] * 5
