@@ -107,7 +107,9 @@ def embed_with_ray(model, images=None, texts=None, labels=None, *, output=None, 
                                    "dtype": str(model.dtype).removeprefix("torch."),
                                    "device": "cuda" if num_gpus else "cpu", "text_batch_size": text_batch_size},
         )
-        dataset.write_parquet(str(output / SHARDS_DIR))  # file names carry a per-run write id
+        # file names carry a per-run write id. Writing a shard is I/O: its tasks ask for no CPU, else
+        # an actor pool that holds every CPU starves them and no shard is written until it stops
+        dataset.write_parquet(str(output / SHARDS_DIR), ray_remote_args={"num_cpus": 0})
 
     _finish(output, metadata)
     return _embeddings.Embeddings.open(output)
