@@ -334,7 +334,7 @@ class HookedCLIP:
 
     def _tower_parameters(self, tower: str | None) -> list[torch.Tensor]:
         """The parameters that decide ``tower``'s embeddings; every parameter with ``tower=None``."""
-        if tower is None:
+        if tower is None or self.layout.kind != "dual":  # a single tower (or classifier) is all one tower
             return list(self.model.parameters())
         modules = self._towers[tower]
         # the tower's root is the top-level child holding its embeddings (vision_model / text_model)
