@@ -7,22 +7,35 @@ Images (a list of paths, PIL images or arrays, a folder, or one file) are decode
 lazily, one batch at a time, in a background thread, so decoding overlaps the model's forward pass and
 only a few batches are ever in memory.
 
-With ``cache=<directory>`` every finished batch is written to disk as ``.npy`` shards, keyed by the
-model's identity (its name and a fingerprint of config and weights), the image processor's settings
-and the batch's inputs (path + size + mtime, or a hash of in-memory content, or the text itself).
-Each file is written to a temporary name and moved into place with ``os.replace`` and a batch counts
-as finished only once its small JSON record (written last) exists, so an interrupted run (an
-exception, a kernel restart) keeps every finished batch, never a half-written one, and the next call
-resumes where it stopped. A rerun over the same inputs is instant: the assembled result is memory-mapped.
+With ``cache=<directory>`` every finished batch is written to disk as ``.npy`` shards
+(:mod:`clipviz.store`). The key of a batch is a SHA-256 over: the model's identity (its name and a
+fingerprint of config and weights), the image processor's (or tokenizer's) settings, the thumbnail
+size, the cache format, and each input of the batch, identified as follows:
+
+- a file path, with ``cache_key="stat"`` (the default): absolute path + size + modification time (ns).
+  Cheap, but a file replaced by same-size content with its mtime restored (``cp -p``, tar, zip) looks
+  unchanged; with ``cache_key="content"``: absolute path + a SHA-256 of the file's bytes (each file
+  is read once more per run, about 1 GB/s), which notices every change;
+- an in-memory image (PIL or array): a SHA-256 of its pixels, mode/dtype and size;
+- a text: the text itself.
+
+Stored shards carry SHA-256 checksums that are always verified on read, so a damaged or replaced
+shard file is recomputed, never served. Each file is written atomically (temporary name, ``fsync``,
+``os.replace``) and a batch counts as finished only once its small JSON record (written last)
+exists, so an interrupted run (an exception, a kernel restart) keeps every finished batch, never a
+half-written one, and the next call resumes where it stopped. A rerun over the same inputs is
+instant: the assembled result is memory-mapped.
+
+``engine="ray"`` runs the same embedding on Ray Data and writes Parquet shards to ``output=``
+(:mod:`clipviz.scale`); :meth:`Embeddings.open` reads those, clip-retrieval folders and other
+Parquet collections back, and :meth:`Embeddings.search` finds the nearest rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import json
 import os
-import tempfile
 import warnings
 import weakref
 from collections import deque
@@ -34,9 +47,11 @@ from pathlib import Path
 import numpy as np
 
 from . import images as _images
+from .store import BatchResult, ShardStore
 
 MODALITIES = ("image", "text")
-CACHE_FORMAT = 1  # bump when the shard layout changes, so old shards are never misread
+CACHE_FORMAT = 2  # bump when the shard layout changes, so old shards are never misread
+CACHE_KEYS = ("stat", "content")
 THUMBNAIL_SIZE = 32  # pixels; small enough for 100k+ images on disk, big enough to recognise
 _PROGRESS_MIN_BATCHES = 4  # a progress bar for anything longer than a few batches
 
@@ -45,7 +60,8 @@ _PROGRESS_MIN_BATCHES = 4  # a progress bar for anything longer than a few batch
 class Embeddings:
     """Image and text embeddings in one table: images first, then texts.
 
-    ``vectors``: ``[n, d]`` float32, unit norm (a memory-mapped array when it came from a cache).
+    ``vectors``: ``[n, d]`` float32, unit norm (a memory-mapped array when it came from a cache; float16
+    when a collection opened from disk stores float16).
     ``modality``: ``"image"`` or ``"text"`` per row. ``labels``: one label per row (``None`` where unknown).
     ``sources``: a path, ``"<image i>"`` for an in-memory image, or the text, per row.
     ``index``: the row's position in the ``images`` / ``texts`` the caller passed.
@@ -66,6 +82,40 @@ class Embeddings:
     skipped: list = field(default_factory=list)
     model_name: str = ""
     inputs: list = field(default_factory=list)
+    fingerprint: str = ""  # the weights fingerprint of the model that made the vectors, when known
+    metadata: dict = field(default_factory=dict)  # what a collection on disk says about itself
+
+    # ------------------------------------------------------------------ collections and search
+    @classmethod
+    def open(cls, path, *, cache=None, embedding_column: str | None = None) -> Embeddings:
+        """Open a collection on disk, memory-mapped (see :mod:`clipviz.readers` for the layouts).
+
+        ``path``: a folder written by ``clipviz.embed(..., engine="ray", output=...)``, a ``cache=``
+        folder of ``clipviz.embed`` (or one of its ``*.run.json`` records), a clip-retrieval folder
+        (``img_emb/``, ``text_emb/``, ``metadata/``), or a Parquet file / folder of Parquet files
+        with an embedding column (``embedding_column=`` names it when it is not found by itself).
+        Parquet vectors are streamed once into a ``.npy`` under ``cache`` (default: the collection's
+        own folder when writable, else ``~/.cache/clipviz/collections``) and memory-mapped from there.
+        """
+        from .readers import open_collection
+
+        return open_collection(path, cache=cache, embedding_column=embedding_column)
+
+    def search(self, query, k: int = 10, *, model=None, among: str | None = None, block_rows: int = 65536):
+        """The ``k`` rows nearest to ``query`` by cosine similarity, exact (see :func:`clipviz.search.search`).
+
+        ``query``: a text (needs ``model``; finds images), an image or image path (needs ``model``;
+        finds texts), or a vector ``[d]``. ``among``: ``"image"``, ``"text"`` or ``"all"``.
+        """
+        from .search import search
+
+        return search(self, query, k=k, model=model, among=among, block_rows=block_rows)
+
+    def check_model(self, model) -> None:
+        """Refuse to combine these vectors with ``model`` when they say they come from another model."""
+        from .search import check_model
+
+        check_model(self, model)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -163,8 +213,8 @@ class Embeddings:
 
 # ---------------------------------------------------------------------------------- public entry point
 def embed(model, images=None, texts=None, labels=None, *, batch_size: int = 64, text_batch_size: int = 256,
-          cache=None, pairs=None, thumbnail_size: int = THUMBNAIL_SIZE, workers: int = 1,
-          progress: bool | None = None) -> Embeddings:
+          cache=None, cache_key: str = "stat", pairs=None, thumbnail_size: int = THUMBNAIL_SIZE, workers: int = 1,
+          progress: bool | None = None, engine: str = "local", output=None, **engine_options):
     """Embed ``images`` and/or ``texts`` with ``model`` (a :class:`clipviz.HookedCLIP`).
 
     ``images``: a folder (searched recursively, sorted), one file, or a list of paths / PIL images /
@@ -174,12 +224,37 @@ def embed(model, images=None, texts=None, labels=None, *, batch_size: int = 64, 
     Images from a folder with sub-folders are labelled by their sub-folder when no labels are given.
     ``pairs``: ``(image index, text index)`` pairs that belong together (e.g. captions), drawn as lines.
     ``cache``: a directory; finished batches are stored there and reused (see the module docstring).
+    ``cache_key``: how a file input is recognised in the cache: ``"stat"`` (path, size, mtime) or
+    ``"content"`` (path and a hash of its bytes).
     ``progress``: a tqdm bar; by default shown when there are more than a few batches.
+
+    ``engine="ray"``: embed on Ray Data instead, writing Parquet shards and a metadata file to
+    ``output`` (a folder) and returning :meth:`Embeddings.open` of it; ``images`` may then also be a
+    Parquet file of paths (and texts). Further options (``concurrency``, ``num_gpus``, ``resume``)
+    are documented in :func:`clipviz.scale.ray_engine.embed_with_ray`.
     """
+    if engine == "ray":
+        if cache is not None:
+            raise ValueError("cache= is for engine='local'; with engine='ray' the output= folder is the cache "
+                             "(a rerun resumes it)")
+        from .scale.ray_engine import embed_with_ray
+
+        return embed_with_ray(model, images=images, texts=texts, labels=labels, output=output,
+                              batch_size=batch_size, text_batch_size=text_batch_size,
+                              thumbnail_size=thumbnail_size, progress=progress, **engine_options)
+    if engine != "local":
+        raise ValueError(f"engine={engine!r} is not known: pass 'local' (this process) or 'ray' (Ray Data)")
+    if output is not None or engine_options:
+        extra = ["output"] * (output is not None) + sorted(engine_options)
+        raise TypeError(f"{', '.join(extra)} only apply to engine='ray'")
     if images is None and texts is None:
         raise ValueError("nothing to embed: pass images= and/or texts=")
     if batch_size < 1 or text_batch_size < 1:
         raise ValueError("batch sizes must be at least 1")
+    if cache_key not in CACHE_KEYS:
+        raise ValueError(f"cache_key={cache_key!r} is not known: pass 'stat' (path, size, mtime) or "
+                         "'content' (a hash of each file's bytes)")
+    store = ShardStore(cache, argument="cache") if cache is not None else None  # refuse a bad path before work
     image_sources, folder_labels = _image_sources(images)
     text_list = _text_list(texts)
     image_labels, text_labels = _split_labels(labels, len(image_sources), len(text_list), folder_labels)
@@ -190,13 +265,14 @@ def embed(model, images=None, texts=None, labels=None, *, batch_size: int = 64, 
     show = total > _PROGRESS_MIN_BATCHES if progress is None else progress
     bar = _progress_bar(len(image_sources) + len(text_list), show)
 
-    store, image_keys, text_keys = None, [None] * len(image_batches), [None] * len(text_batches)
-    if cache is not None:  # keys only matter for the cache: skip hashing (and stat-ing files) without one
+    image_keys, text_keys = [None] * len(image_batches), [None] * len(text_batches)
+    if store is not None:  # keys only matter for the cache: skip hashing (and stat-ing files) without one
         model_key = model_fingerprint(model)
         image_prep = _hash(_processor_settings(model), f"thumb={thumbnail_size}", f"format={CACHE_FORMAT}")
         text_prep = _hash(_tokenizer_settings(model), f"format={CACHE_FORMAT}")
-        store = _ShardStore(Path(cache).expanduser() / model_key[:20])
-        image_keys = [_hash(model_key, image_prep, "image", *map(_fingerprint, b)) for b in image_batches]
+        store = ShardStore(store.directory / model_key[:20], argument="cache")
+        image_keys = [_hash(model_key, image_prep, "image", *(_fingerprint(s, cache_key) for s in b))
+                      for b in image_batches]
         text_keys = [_hash(model_key, text_prep, "text", *b) for b in text_batches]
 
     image_results, text_results = [], []
@@ -213,8 +289,12 @@ def embed(model, images=None, texts=None, labels=None, *, batch_size: int = 64, 
     finally:
         bar.close()
 
-    return _assemble(model, image_sources, text_list, image_labels, text_labels, image_batches, image_results,
-                     text_results, pairs, thumbnail_size, store, image_keys + text_keys)
+    run = _Run(model_name=getattr(model, "name", ""), dim=_output_dim(model), image_sources=image_sources,
+               text_list=text_list, image_labels=image_labels, text_labels=text_labels,
+               image_batches=image_batches, image_results=image_results, text_results=text_results,
+               pairs=pairs, thumbnail_size=thumbnail_size, store=store, keys=image_keys + text_keys,
+               fingerprint=model_fingerprint(model) if store is not None else "")
+    return _assemble(run)
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -268,11 +348,16 @@ def _split_labels(labels, n_images: int, n_texts: int, folder_labels) -> tuple[l
     return labels[:n_images], labels[n_images:]
 
 
-def _fingerprint(source) -> str:
-    """What identifies an input for the cache: a file's path, size and mtime; in-memory content by hash."""
+def _fingerprint(source, cache_key: str = "stat") -> str:
+    """What identifies an input for the cache (see the module docstring): a file by path + size + mtime
+    (``"stat"``) or path + a hash of its bytes (``"content"``); in-memory content by hash."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser().absolute()
         try:
+            if cache_key == "content":
+                from .store import file_sha256
+
+                return f"file:{path}:sha256:{file_sha256(path)}"
             stat = path.stat()
         except OSError:
             return f"missing:{path}"
@@ -348,13 +433,6 @@ def _processor_settings(model) -> str:
 
 
 # ---------------------------------------------------------------------------------- image batches
-@dataclass
-class _BatchResult:
-    vectors: np.ndarray  # [n_ok, d] float32
-    thumbnails: np.ndarray  # [n_ok, t, t, 3] uint8
-    skipped: list  # [(position in batch, reason)]
-
-
 def _prepare_image_batch(model, sources: Sequence, thumbnail_size: int):
     """Decode and preprocess one batch (runs in a worker thread): pixels, thumbnails, skipped positions."""
     loaded, thumbs, skipped = [], [], []
@@ -403,7 +481,7 @@ def _prefetched(function, items: list, workers: int, ahead: int) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_image_batches(model, batches, keys, store, thumbnail_size, workers, bar) -> Iterator[_BatchResult]:
+def _run_image_batches(model, batches, keys, store, thumbnail_size, workers, bar) -> Iterator[BatchResult]:
     import torch
 
     cached = {i: store.read(key) for i, key in enumerate(keys)} if store else {}
@@ -421,7 +499,7 @@ def _run_image_batches(model, batches, keys, store, thumbnail_size, workers, bar
                     vectors = vectors.float().cpu().numpy()
                 else:
                     vectors = np.zeros((0, _output_dim(model)), np.float32)
-                result = _BatchResult(np.ascontiguousarray(vectors, np.float32), thumbs, skipped)
+                result = BatchResult(np.ascontiguousarray(vectors, np.float32), thumbs, skipped)
                 if store:
                     store.write(keys[i], result)
             bar.update(len(batch))
@@ -430,130 +508,61 @@ def _run_image_batches(model, batches, keys, store, thumbnail_size, workers, bar
         prepared.close()
 
 
-def _embed_text_batch(model, texts: list[str]) -> _BatchResult:
+def _embed_text_batch(model, texts: list[str]) -> BatchResult:
     import torch
 
     with torch.no_grad():
         vectors = model.text_features(model.tokenize(texts)).float().cpu().numpy()
-    return _BatchResult(np.ascontiguousarray(vectors, np.float32), np.zeros((0, 0, 0, 3), np.uint8), [])
+    return BatchResult(np.ascontiguousarray(vectors, np.float32), np.zeros((0, 0, 0, 3), np.uint8), [])
 
 
 def _output_dim(model) -> int:
     return int(model.model.config.projection_dim)
 
 
-# ---------------------------------------------------------------------------------- the shard store
-class _ShardStore:
-    """Finished batches on disk: ``<key>.vectors.npy``, ``<key>.thumbs.npy``, then ``<key>.json`` last.
-
-    Every file is written under a temporary name and renamed into place (atomic on POSIX and Windows),
-    and the JSON record is the commit mark: a batch without it is unfinished and is recomputed.
-    """
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.directory / f"{key[:40]}.{suffix}"
-
-    def read(self, key: str) -> _BatchResult | None:
-        record_path = self._path(key, "json")
-        try:
-            record = json.loads(record_path.read_text())
-            vectors = np.load(self._path(key, "vectors.npy"), mmap_mode="r")
-            thumbs = np.load(self._path(key, "thumbs.npy"), mmap_mode="r")
-        except (OSError, ValueError):
-            return None  # unfinished or damaged: recompute
-        rows = record.get("rows")
-        if record.get("key") != key or vectors.shape[0] != rows or thumbs.shape[0] not in (0, rows):
-            return None
-        return _BatchResult(vectors, thumbs, [tuple(s) for s in record["skipped"]])
-
-    def write(self, key: str, result: _BatchResult) -> None:
-        atomic_save(self._path(key, "vectors.npy"), result.vectors)
-        atomic_save(self._path(key, "thumbs.npy"), result.thumbnails)
-        record = {"key": key, "rows": int(len(result.vectors)), "skipped": [list(s) for s in result.skipped]}
-        atomic_write_bytes(self._path(key, "json"), json.dumps(record).encode())
-
-
-    def consolidated(self, run_key: str, what: str, parts: list, shape: tuple, dtype) -> np.ndarray:
-        """Concatenate ``parts`` into one ``.npy`` (streamed through a memory map), or open the existing one."""
-        path = self._path(run_key, f"run.{what}.npy")
-        try:
-            existing = np.load(path, mmap_mode="r")
-            if existing.shape == tuple(shape) and existing.dtype == dtype:
-                return existing
-        except (OSError, ValueError):
-            pass
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
-            row = 0
-            for part in parts:
-                out[row : row + len(part)] = part
-                row += len(part)
-            out.flush()
-            del out
-            os.replace(temporary, path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
-        return np.load(path, mmap_mode="r")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    _atomic(path, lambda f: f.write(data))
-
-
-def atomic_save(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    _atomic(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
-
-
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # KeyboardInterrupt included: never leave the temporary behind
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 # ---------------------------------------------------------------------------------- assembly
-def _assemble(model, image_sources, text_list, image_labels, text_labels, image_batches, image_results,
-              text_results, pairs, thumbnail_size, store, keys) -> Embeddings:
-    skipped, kept_images, kept_positions = [], [], []
-    for b, (batch, result) in enumerate(zip(image_batches, image_results)):
+@dataclass
+class _Run:
+    """Everything one ``embed`` call computed or was given, for :func:`_assemble`."""
+
+    model_name: str
+    dim: int
+    image_sources: list
+    text_list: list
+    image_labels: list
+    text_labels: list
+    image_batches: list
+    image_results: list  # [BatchResult], one per image batch
+    text_results: list  # [BatchResult], one per text batch
+    pairs: object
+    thumbnail_size: int
+    store: ShardStore | None
+    keys: list
+    fingerprint: str = ""
+
+
+def _assemble(run: _Run) -> Embeddings:
+    image_sources, text_list = run.image_sources, run.text_list
+    skipped, kept_positions = [], []
+    for b, (batch, result) in enumerate(zip(run.image_batches, run.image_results)):
         bad = {position for position, _ in result.skipped}
-        start = b * len(image_batches[0])
+        start = b * len(run.image_batches[0])
         skipped += [(_describe(batch[p], start + p), reason) for p, reason in result.skipped]
         kept_positions += [start + p for p in range(len(batch)) if p not in bad]
     kept_images = np.asarray(kept_positions, dtype=np.int64)
-    parts = [r.vectors for r in image_results] + [r.vectors for r in text_results]
-    dim = _output_dim(model) if not parts else parts[0].shape[1]
+    parts = [r.vectors for r in run.image_results] + [r.vectors for r in run.text_results]
+    dim = run.dim if not parts else parts[0].shape[1]
     n_rows = len(kept_images) + len(text_list)
 
-    thumb_parts = [r.thumbnails for r in image_results if len(r.thumbnails)]
-    if store is not None and len(keys) > 1:
+    thumb_parts = [r.thumbnails for r in run.image_results if len(r.thumbnails)]
+    run_key = None
+    if run.store is not None:
         # One consolidated, memory-mapped file per run: a rerun opens it instead of concatenating shards.
-        run_key = _hash("run", *keys)
-        vectors = store.consolidated(run_key, "vectors", parts, (n_rows, dim), np.float32)
-        thumb_shape = (len(kept_images), thumbnail_size, thumbnail_size, 3) if thumb_parts else (0, 0, 0, 3)
-        thumbnails = store.consolidated(run_key, "thumbs", thumb_parts, thumb_shape, np.uint8)
+        run_key = _hash("run", *run.keys)
+        vectors = run.store.consolidated(run_key, "vectors", parts, (n_rows, dim), np.float32)
+        side = run.thumbnail_size
+        thumb_shape = (len(kept_images), side, side, 3) if thumb_parts else (0, 0, 0, 3)
+        thumbnails = run.store.consolidated(run_key, "thumbs", thumb_parts, thumb_shape, np.uint8)
     else:
         vectors = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, dim), np.float32)
         thumbnails = np.concatenate(thumb_parts) if thumb_parts else np.zeros((0, 0, 0, 3), np.uint8)
@@ -565,13 +574,19 @@ def _assemble(model, image_sources, text_list, image_labels, text_labels, image_
     if len(kept_images) == 0 and not text_list:
         raise _images.ImageLoadError(f"none of the {len(image_sources)} images could be read: {skipped[0][1]}")
 
-    labels = [image_labels[i] for i in kept_images] + list(text_labels)
+    labels = [run.image_labels[i] for i in kept_images] + list(run.text_labels)
     sources = [_describe(image_sources[i], i) for i in kept_images] + list(text_list)
     index = np.concatenate([kept_images, np.arange(len(text_list))]).astype(np.int64)
     modality = np.array(["image"] * len(kept_images) + ["text"] * len(text_list))
-    return Embeddings(vectors, modality, _object_array(labels), sources, index, thumbnails,
-                      _pair_rows(pairs, kept_images, len(image_sources), len(text_list)), skipped,
-                      getattr(model, "name", ""), [image_sources[i] for i in kept_images] + list(text_list))
+    result = Embeddings(vectors, modality, _object_array(labels), sources, index, thumbnails,
+                        _pair_rows(run.pairs, kept_images, len(image_sources), len(text_list)), skipped,
+                        run.model_name, [image_sources[i] for i in kept_images] + list(text_list),
+                        fingerprint=run.fingerprint)
+    if run_key is not None:
+        from .readers import write_cache_run_record
+
+        write_cache_run_record(run.store, run_key, result)
+    return result
 
 
 def _pair_rows(pairs, kept_images: np.ndarray, n_images: int, n_texts: int) -> np.ndarray | None:

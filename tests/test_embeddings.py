@@ -249,3 +249,103 @@ def test_from_arrays_validates():
     made = E.Embeddings.from_arrays(np.ones((2, 4)), np.eye(4)[:1], texts=["t"])
     assert made.sources == ["<image 0>", "<image 1>", "t"]
     np.testing.assert_allclose(np.linalg.norm(made.vectors, axis=1), 1)
+
+
+# ---------------------------------------------------------------------------- what the cache trusts
+def _folder_of(tmp_path, n=4):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k, image in enumerate(_images(n)):
+        image.save(folder / f"{k}.png")
+    return folder
+
+
+def _same_size_replacement(path: Path, seed: int) -> None:
+    """Replace the file with other pixels of the same byte size, then restore its mtime (as ``cp -p`` does)."""
+    stat = path.stat()
+    rng = np.random.default_rng(seed)
+    with Image.open(path) as original:
+        size = original.size
+    while True:
+        candidate = path.with_suffix(".new.png")
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(candidate)
+        data = candidate.read_bytes()
+        candidate.unlink()
+        if len(data) == stat.st_size:  # random noise does not compress: the size is the same every time
+            break
+    path.write_bytes(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_content_key_notices_a_same_size_file_with_its_mtime_restored(model, monkeypatch, tmp_path):
+    folder = _folder_of(tmp_path)
+    for key, recomputed in (("stat", 0), ("content", 1)):
+        cache = tmp_path / f"cache-{key}"
+        first = clipviz.embed(model, images=folder, batch_size=2, cache=cache, cache_key=key)
+        _same_size_replacement(folder / "3.png", seed=len(key))
+        with monkeypatch.context() as patch:
+            counter = CountingModel(model, patch)
+            second = clipviz.embed(model, images=folder, batch_size=2, cache=cache, cache_key=key)
+        assert counter.image_calls == recomputed
+        fresh = clipviz.embed(model, images=folder, batch_size=2)
+        if key == "stat":  # documented: the stat key cannot see this change
+            np.testing.assert_array_equal(np.asarray(second.vectors), np.asarray(first.vectors))
+        else:
+            np.testing.assert_allclose(np.asarray(second.vectors), fresh.vectors, atol=1e-6)
+            assert not np.allclose(first.vectors[3], second.vectors[3])
+    with pytest.raises(ValueError, match="cache_key='mtime' is not known"):
+        clipviz.embed(model, images=folder, cache=tmp_path / "c", cache_key="mtime")
+
+
+def test_same_size_garbage_in_a_stored_shard_is_detected(model, monkeypatch, tmp_path):
+    folder = _folder_of(tmp_path)
+    reference = np.array(clipviz.embed(model, images=folder, batch_size=2, cache=tmp_path / "cache").vectors)
+    for shard in sorted((tmp_path / "cache").rglob("*.vectors.npy")):
+        data = bytearray(shard.read_bytes())
+        data[-8:] = b"\x00\x00\xc0\x7f" * 2  # NaNs in place of the last values, same size, valid .npy
+        shard.write_bytes(bytes(data))
+    counter = CountingModel(model, monkeypatch)
+    again = clipviz.embed(model, images=folder, batch_size=2, cache=tmp_path / "cache")
+    assert counter.image_calls == 2  # every damaged batch recomputed, none served
+    np.testing.assert_array_equal(np.asarray(again.vectors), reference)
+    # and the consolidated run file is checked too
+    run_file = next((tmp_path / "cache").rglob("*.run.vectors.npy"))
+    data = bytearray(run_file.read_bytes())
+    data[-4:] = b"\x00\x00\xc0\x7f"
+    run_file.write_bytes(bytes(data))
+    third = clipviz.embed(model, images=folder, batch_size=2, cache=tmp_path / "cache")
+    assert np.isfinite(np.asarray(third.vectors)).all()
+    np.testing.assert_array_equal(np.asarray(third.vectors), reference)
+
+
+def test_a_cache_path_that_is_a_file_or_not_writable_is_refused_by_name(model, tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="cache=.*file.txt.* is a file, not a folder"):
+        clipviz.embed(model, texts=["a"], cache=a_file)
+    with pytest.raises(PermissionError, match="cache=.*sub.* cannot be created"):
+        clipviz.embed(model, texts=["a"], cache=a_file / "sub")
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere: the permission case cannot be shown")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="cache=.*locked.* not writable"):
+            clipviz.embed(model, texts=["a"], cache=locked)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_every_store_file_goes_through_one_fsynced_atomic_write(model, monkeypatch, tmp_path):
+    from clipviz import store
+
+    synced, written = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(store.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(store.os, "replace", lambda a, b: (written.append(Path(b).name), real_replace(a, b))[1])
+    clipviz.embed(model, images=_images(4), texts=["a", "b"], batch_size=2, cache=tmp_path)
+    on_disk = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert sorted(written) == on_disk  # every file, consolidated ones included, came through the helper
+    assert len(synced) >= 2 * len(written)  # the file and its folder, each time

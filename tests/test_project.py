@@ -35,7 +35,8 @@ def _normalise(requirement: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["project"]
-    declared = {_normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    declared = {_normalise(r) for r in project["dependencies"] + extras["dev"] + extras["scale"]}
     pip_section = ROOT.joinpath("environment.yml").read_text().split("- pip:", 1)[1]
     listed = {_normalise(m) for m in re.findall(r"^\s+- (\S.*)$", pip_section, flags=re.M) if m != "-e ."}
     assert listed == declared
