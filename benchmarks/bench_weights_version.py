@@ -46,18 +46,12 @@ def median_ms(function, repeats: int = 7) -> float:
 
 
 def build_b32(directory: Path) -> Path:
-    from transformers import CLIPConfig, CLIPModel
-
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
+    from clipviz.testing import TEXT_B, VIT_B32, random_checkpoint
 
     corpus = [f"a photo of a {c} {s}" for c, s in shapes.CLASSES] * 4
-    tokenizer = build_tokenizer("clip", corpus, vocab_size=500, model_max_length=77)
-    text = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id)  # CLIP-B text tower: vocabulary 49,408 as the real one
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=dict(patch_size=32))).save_pretrained(directory)
-    build_processor("clip", tokenizer, 224).save_pretrained(directory)
-    return directory
+    # CLIP-B text tower: vocabulary 49,408 as the real one
+    return random_checkpoint(directory, "clip", vision=VIT_B32, text=dict(TEXT_B, vocab_size=49408), projection_dim=512,
+                             context=77, corpus=corpus, vocab_size=500, logit_scale=None)
 
 
 def measure(name: str, model) -> None:

@@ -35,6 +35,7 @@ _EXPORTS = {
     "classify": "clipviz.zeroshot",
     "compare": "clipviz.zeroshot",
     "JointUMAP": "clipviz.projection",
+    "JointLayout": "clipviz.projection",
     "modality_gap": "clipviz.projection",
 }
 

@@ -52,7 +52,7 @@ def random_checkpoint(directory, family: str = "clip", *, vision: dict | None = 
     """Save a random ``family`` model and its processor into ``directory``; returns the directory.
 
     ``vision`` / ``text``: tower configs (default ``TINY_VISION`` / ``TINY_TEXT``); clipviz fills
-    in the vocabulary size, special token ids and ``max_position_embeddings`` (``context``, plus
+    in the vocabulary size (the tokenizer's, unless ``text`` names one), special token ids and ``max_position_embeddings`` (``context``, plus
     the 2 offset positions of BERT/XLM-R) unless given. AltCLIP's text tower gets ``project_dim=24``
     unless given. ``context``: the tokenizer's ``model_max_length``. ``seed``: torch's seed for the
     weights. ``logit_scale``: the stored log temperature (a non-trivial 2.0 by default, so logit
@@ -68,7 +68,8 @@ def random_checkpoint(directory, family: str = "clip", *, vision: dict | None = 
     vision = dict(TINY_VISION if vision is None else vision)
     text = dict(TINY_TEXT if text is None else text)
     tokenizer = build_tokenizer(family, list(corpus), vocab_size=vocab_size, model_max_length=context)
-    text.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    text.setdefault("vocab_size", len(tokenizer))  # a larger table (e.g. CLIP's 49,408) only if asked for
+    text.update(pad_token_id=tokenizer.pad_token_id)
     if family in ("clip", "altclip"):
         text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     text.setdefault("max_position_embeddings", context if family == "clip" else context + 2)

@@ -21,7 +21,8 @@ def _errors(dashboard):
 def test_builds_three_apps_in_tabs(dashboard):
     tabs = dashboard.tabs
     assert tuple(tabs.titles) == TABS
-    assert list(tabs.children) == [dashboard.embedding, dashboard.zeroshot, dashboard.attention]
+    assert tabs.children[0] is dashboard.embedding and tabs.children[2] is dashboard.attention
+    assert list(tabs.children[1].children) == [dashboard.selection_labels, dashboard.zeroshot]
     assert _errors(dashboard) == [None] * 4
     assert len(dashboard.images) == 24 and len(dashboard.texts) == 30
     assert dashboard.zeroshot.result is not None  # the zero-shot chart was computed
@@ -32,7 +33,12 @@ def test_builds_three_apps_in_tabs(dashboard):
 
 def test_selecting_an_image_in_the_map_reaches_zeroshot_and_heatmaps(dashboard):
     embedding = dashboard.embedding
-    row = int(np.flatnonzero(embedding.embeddings.is_image)[5])
+    image_rows = np.flatnonzero(embedding.embeddings.is_image)
+    embedding.map.selection = image_rows[[5, 6, 7, 8]].astype("uint32")  # a lasso in the browser
+    assert embedding.selected_rows == list(image_rows[[5, 6, 7, 8]])
+    assert "Map selection: 4 images" in dashboard.selection_labels.value
+    assert sum(n for _, _, n in dashboard.selection_top) <= 4 and len(dashboard.selection_top) == 5
+    row = int(image_rows[5])
     embedding.select(row)
     assert embedding.selected_row == row
     assert dashboard.state.image_index == 5
@@ -45,6 +51,25 @@ def test_selecting_an_image_in_the_map_reaches_zeroshot_and_heatmaps(dashboard):
     assert dashboard.attention.capture.text == dashboard.prompts[5]
     assert "selected image 5" in dashboard._header.value
     assert _errors(dashboard) == [None] * 4
+
+
+def test_choosing_an_image_in_another_tab_highlights_it_on_the_map(dashboard):
+    dashboard.zeroshot.state.image_index = 9
+    row = int(np.flatnonzero(dashboard.embedding.embeddings.is_image)[9])
+    assert dashboard.embedding.selected_rows == [row] and list(dashboard.embedding.map.zoom_to) == [row]
+    assert dashboard.attention.state.image_index == 9
+
+
+def test_more_tabs_can_be_added(tiny_hooked):
+    import ipywidgets
+
+    board = Dashboard(tiny_hooked["clip"], images=[np.zeros((16, 16, 3), np.uint8)], texts=["a", "b"])
+    board.add_tab("heads", ipywidgets.HTML("heads"))
+    assert board.tabs.titles[-1] == "heads"
+    board.show_tab("heads")
+    assert board.tabs.selected_index == 3
+    with pytest.raises(ValueError, match="already a tab"):
+        board.add_tab("map", ipywidgets.HTML())
 
 
 def test_selecting_a_text_makes_it_the_heatmap_prompt(dashboard):

@@ -1,4 +1,5 @@
-"""JointUMAP (UMAP / PCA / t-SNE), the modality gap, the map plot and the EmbeddingApp."""
+"""JointLayout / JointUMAP / JointPCA / JointTSNE, bad input, placing new points, the background fit,
+the modality gap, the map plot and the EmbeddingApp."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ import pytest
 
 import clipviz
 from clipviz.embeddings import Embeddings
-from clipviz.projection import JointUMAP, close_modality_gap, exact_cosine_knn, modality_gap
+from clipviz.projection import (
+    JointLayout,
+    JointPCA,
+    JointTSNE,
+    JointUMAP,
+    close_modality_gap,
+    cosine_knn,
+    exact_cosine_knn,
+    fit_in_background,
+    modality_gap,
+    place_by_neighbours,
+)
 
 
 def gap_data(n_images=24, n_texts=12, z=0.6, dim=6, seed=0):
@@ -60,35 +72,152 @@ def test_closing_the_gap_centres_each_modality():
         modality_gap(Embeddings.from_arrays(np.eye(3)))
 
 
-# ---------------------------------------------------------------------------- JointUMAP
+# ---------------------------------------------------------------------------- the estimators
 def test_estimator_conventions_and_validation():
-    projection = JointUMAP(method="nope", n_neighbors=-3)  # __init__ stores, never validates
+    from sklearn.base import BaseEstimator, clone
+
+    projection = JointLayout(method="nope", n_neighbors=-3)  # __init__ stores, never validates
+    assert isinstance(projection, BaseEstimator)
     assert projection.get_params()["method"] == "nope" and not hasattr(projection, "embedding_")
     with pytest.raises(ValueError, match="method must be one of"):
         projection.fit(clustered())
     with pytest.raises(ValueError, match="n_neighbors"):
         JointUMAP(n_neighbors=1).fit(clustered())
+    with pytest.raises(ValueError, match="sample_size"):
+        JointUMAP(sample_size=5).fit(clustered())
     with pytest.raises(TypeError, match="tuple"):
         JointUMAP().fit(np.ones((5, 3)))
     with pytest.raises(RuntimeError, match="not fitted"):
         JointUMAP().plot()
-    assert JointUMAP(method="pca").set_params(close_gap=True).close_gap is True
-    assert repr(JointUMAP(method="pca")) == "JointUMAP(method='pca')"
+    with pytest.raises(RuntimeError, match="not fitted"):
+        JointPCA().transform(np.ones((2, 3)))
+    assert JointLayout(method="pca").set_params(close_gap=True).close_gap is True
+    assert repr(JointLayout(method="pca")) == "JointLayout(method='pca')"
+    # honest names: each class has only its own method's parameters
+    assert repr(JointUMAP(n_neighbors=5)) == "JointUMAP(n_neighbors=5)"
+    assert set(JointPCA().get_params()) == {"n_components", "close_gap", "random_state"}
+    assert "perplexity" in JointTSNE().get_params() and "n_neighbors" not in JointTSNE().get_params()
+    assert clone(JointTSNE(perplexity=4)).get_params()["perplexity"] == 4
 
 
-@pytest.mark.parametrize("method", ["pca", "tsne"])
-def test_pca_and_tsne_map_images_then_texts_deterministically(method):
+def test_jointumap_with_another_method_still_runs_but_warns():
+    with pytest.warns(FutureWarning, match="not UMAP; use JointPCA"):
+        old = JointUMAP("pca", random_state=0).fit(clustered())
+    np.testing.assert_allclose(old.embedding_, JointPCA(random_state=0).fit_transform(clustered()), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [JointPCA, JointTSNE])
+def test_pca_and_tsne_map_images_then_texts_deterministically(cls):
     embeddings = clustered()
     images, texts = np.asarray(embeddings.image_vectors), np.asarray(embeddings.text_vectors)
-    first = JointUMAP(method, random_state=3).fit_transform((images, texts))
-    again = JointUMAP(method, random_state=3)
+    first = cls(random_state=3).fit_transform((images, texts))
+    again = cls(random_state=3)
     assert again.fit(embeddings) is again
-    assert first.shape == (72, 2)
+    assert first.shape == (72, 2) and again.message_ == "" and again.n_dropped_ == 0
     np.testing.assert_allclose(first, again.embedding_, atol=1e-5)
     assert (again.n_images_, again.n_texts_) == (60, 12) and again.gap_.norm > 0.5
     # without the gap, texts sit among the images of their class
-    closed = JointUMAP(method, close_gap=True, random_state=3).fit_transform(embeddings)
+    closed = cls(close_gap=True, random_state=3).fit_transform(embeddings)
     assert closed.shape == (72, 2) and not np.allclose(closed, first)
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_nan_and_infinite_rows_are_dropped_and_counted():
+    embeddings = clustered()
+    images, texts = np.array(embeddings.image_vectors), np.array(embeddings.text_vectors)
+    images[3] = np.nan
+    texts[2, 5] = np.inf
+    layout = JointPCA(random_state=0).fit((images, texts))
+    assert layout.n_dropped_ == 2 and "2 of 72 vectors contain NaN or infinite values" in layout.message_
+    assert layout.embedding_.shape == (72, 2)
+    assert np.isnan(layout.embedding_[[3, 62]]).all() and np.isfinite(np.delete(layout.embedding_, [3, 62], 0)).all()
+    assert list(np.flatnonzero(~layout.valid_)) == [3, 62]
+    # the same layout as without those rows
+    clean = JointPCA(random_state=0).fit_transform((np.delete(images, 3, 0), np.delete(texts, 2, 0)))
+    np.testing.assert_allclose(np.abs(np.delete(layout.embedding_, [3, 62], 0)), np.abs(clean), atol=1e-4)
+    assert "NaN" in layout._repr_html_()
+
+
+@pytest.mark.parametrize("cls", [JointUMAP, JointTSNE, JointPCA])
+def test_one_to_three_points_get_a_pca_layout_and_a_message(cls):
+    rng = np.random.default_rng(0)
+    for n in (2, 3):
+        layout = cls(random_state=0).fit((rng.normal(size=(n, 8)), None))
+        assert layout.method_ == "pca" and np.isfinite(layout.embedding_).all()
+        assert len(np.unique(layout.embedding_.round(5), axis=0)) == n  # distinct points stay apart
+        if cls is not JointPCA:
+            assert f"{n} points are too few" in layout.message_
+    single = cls().fit((rng.normal(size=(1, 8)), None))
+    assert single.method_ == "origin" and single.embedding_.tolist() == [[0.0, 0.0]] and "single point" in single.message_
+
+
+def test_identical_vectors_and_empty_input():
+    layout = JointUMAP(random_state=0).fit((np.ones((20, 8)), np.ones((4, 8))))
+    assert layout.method_ == "spiral" and "all 24 vectors are identical" in layout.message_
+    assert len(np.unique(layout.embedding_.round(6), axis=0)) == 24  # each point can still be hovered
+    with pytest.raises(ValueError, match="all 3 vectors contain NaN"):
+        JointLayout().fit((np.full((3, 4), np.nan), None))
+    empty = Embeddings.from_arrays(np.ones((2, 4)))
+    from dataclasses import replace
+
+    empty = replace(empty, vectors=np.zeros((0, 4), np.float32), modality=np.array([], dtype="<U5"),
+                    labels=np.array([], dtype=object), sources=[], index=np.zeros(0, int), inputs=[])
+    with pytest.raises(ValueError, match="no points to lay out"):
+        JointPCA().fit(empty)
+
+
+# ---------------------------------------------------------------------------- new points
+def test_transform_places_new_points_near_their_neighbours():
+    embeddings = clustered()
+    for layout in (JointPCA(random_state=0).fit(embeddings), JointTSNE(random_state=0).fit(embeddings)):
+        again = layout.transform(embeddings)  # the fitted points land where they are (PCA) or close by
+        spread = np.ptp(layout.embedding_, axis=0).max()
+        assert np.median(np.linalg.norm(again - layout.embedding_, axis=1)) < 0.1 * spread
+        bad = np.array(embeddings.vectors[:3])
+        bad[1] = np.nan
+        placed = layout.transform(bad)
+        assert np.isnan(placed[1]).all() and np.isfinite(placed[[0, 2]]).all()
+    with pytest.raises(ValueError, match="modality"):
+        JointPCA(close_gap=True).fit(embeddings).transform(np.asarray(embeddings.vectors))
+    with pytest.raises(ValueError, match="16-d"):
+        JointPCA().fit(embeddings).transform(np.ones((2, 5)))
+
+
+def test_cosine_knn_and_weighted_placement():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(500, 8)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = base[:40] + rng.normal(size=(40, 8)).astype(np.float32) * 0.01
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    indices, distances = cosine_knn(queries, base, 5)
+    expected = np.argsort(-(queries @ base.T), axis=1)[:, :5]
+    assert (indices == expected).mean() > 0.99 and (indices[:, 0] == np.arange(40)).all()
+    assert (np.diff(distances, axis=1) >= 0).all()
+    layout = rng.normal(size=(500, 2)).astype(np.float32)
+    # equal distances → plain mean; one much nearer neighbour → that neighbour's position dominates
+    np.testing.assert_allclose(place_by_neighbours(layout, np.array([[1, 2]]), np.zeros((1, 2), np.float32)),
+                               layout[[1, 2]].mean(axis=0, keepdims=True), atol=1e-6)
+    near = place_by_neighbours(layout, np.array([[1, 2, 3]]), np.array([[0.0, 0.5, 0.5]], np.float32))
+    weights = np.exp([0, -1.5, -1.5]) / np.exp([0, -1.5, -1.5]).sum()  # σ = mean excess = 1/3
+    np.testing.assert_allclose(near[0], weights @ layout[[1, 2, 3]], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- in the background
+def test_background_fit_reports_progress_and_can_be_cancelled():
+    embeddings = clustered()
+    seen, done = [], []
+    job = fit_in_background(JointPCA(random_state=0), embeddings, on_progress=lambda f, w: seen.append(f),
+                            on_done=done.append)
+    result = job.wait(120)
+    assert result is not None and done == [result] and seen and seen[-1] == 1.0
+    assert result["method"] == "pca" and result["embedding"].shape == (72, 2)
+    np.testing.assert_allclose(result["embedding"], JointPCA(random_state=0).fit_transform(embeddings), atol=1e-4)
+    cancelled = []
+    slow = fit_in_background(JointTSNE(random_state=0), embeddings, on_done=cancelled.append,
+                             on_error=cancelled.append)
+    slow.cancel()
+    assert slow.wait(60) is None and not slow.running and cancelled == []
+    assert slow.process.returncode is not None
 
 
 def test_exact_cosine_knn_matches_brute_force():
@@ -103,6 +232,19 @@ def test_exact_cosine_knn_matches_brute_force():
     assert (np.sort(indices, axis=1) == np.sort(expected, axis=1)).mean() > 0.999  # ties may reorder
     np.testing.assert_allclose(distances[:, 1:], np.take_along_axis(full, expected, 1)[:, 1:], atol=1e-5)
     assert (np.diff(distances, axis=1) >= 0).all()
+
+
+@pytest.mark.slow  # umap-learn compiles its kernels on first use (tens of seconds in a fresh process)
+def test_sampled_umap_places_the_rest_and_keeps_neighbourhoods():
+    from sklearn.manifold import trustworthiness
+
+    embeddings = clustered(n_images=400, n_texts=20)
+    layout = JointUMAP(random_state=0, sample_size=120).fit(embeddings)
+    assert layout.method_ == "umap+placed" and len(layout.sample_rows_) == 120
+    assert set(np.flatnonzero(embeddings.is_text)) <= set(layout.sample_rows_)  # every text is in the sample
+    assert "sample of 120" in layout.message_ and np.isfinite(layout.embedding_).all()
+    assert trustworthiness(np.asarray(embeddings.vectors), layout.embedding_, n_neighbors=10, metric="cosine") > 0.85
+    assert layout.transform(np.asarray(embeddings.vectors[:5])).shape == (5, 2)
 
 
 @pytest.mark.slow  # umap-learn compiles its kernels on first use (tens of seconds in a fresh process)
@@ -128,7 +270,7 @@ def test_plot_draws_points_texts_pairs_and_legend():
     from matplotlib.collections import LineCollection
 
     embeddings = clustered()
-    projection = JointUMAP("pca", random_state=0).fit(embeddings)
+    projection = JointPCA(random_state=0).fit(embeddings)
     ax = projection.plot(color_by="label")
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"image", "text", "c0", "c3", "matched pair"} <= set(legend)
@@ -147,45 +289,102 @@ def test_plot_draws_points_texts_pairs_and_legend():
 
 
 # ---------------------------------------------------------------------------- the app, headless
-def test_embedding_app_driven_through_its_widgets(tiny_hooked):
-    import matplotlib
+def _hover(app, row):
+    """What the browser gets back when it hovers ``row`` (jupyter-scatter's tooltip message)."""
+    sent = []
+    app.map.send = lambda message, buffers=None: sent.append(message)
+    app.map._handle_custom_msg({"type": "tooltip", "index": row, "properties": ["label", "row", "text"],
+                                "preview": "text"}, [])
+    del app.map.send
+    return sent[0]
 
-    matplotlib.use("Agg")
+
+def test_embedding_app_map_hover_selection_colour_and_filter(tiny_hooked, tmp_path):
     from PIL import Image
 
     from clipviz.widgets import EmbeddingApp
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(12)]
+    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(11)]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
     texts = ["red", "green", "blue"]
-    embeddings = clipviz.embed(tiny_hooked["clip"], images=images, texts=texts,
+    embeddings = clipviz.embed(tiny_hooked["clip"], images=[*images, images[0]], texts=texts,
                                labels={"images": ["red", "green", "blue"] * 4, "texts": texts})
-    app = EmbeddingApp(embeddings, method="pca")
-    assert app.coords.shape == (15, 2) and app.last_error is None
+    embeddings.inputs[11] = str(broken)  # the file went away after embedding: a placeholder, not a crash
+    app = EmbeddingApp(embeddings, method="pca", columns={"score": np.linspace(0, 1, 15)})
+    assert app.coords.shape == (15, 2) and app.last_error is None and app.layout_method == "pca"
     assert "12 images + 3 texts" in app._status.value and "modality gap" in app._status.value
+    assert type(app.map).__module__.startswith("clipviz")  # the lazy-preview widget, no matplotlib
+    assert app.previews.made == 0  # nothing shipped up front
+
+    reply = _hover(app, 4)
+    assert reply["index"] == 4 and reply["properties"] == {"label": "green", "row": 4, "text": "<image 4>"}
+    assert reply["preview"].startswith("data:image/jpeg;base64,")
+    import base64
+    import io
+
+    thumb = Image.open(io.BytesIO(base64.b64decode(reply["preview"].split(",", 1)[1])))
+    assert max(thumb.size) <= 96
+    assert _hover(app, 4)["preview"] == reply["preview"] and app.previews.made == 1  # made once
+    assert _hover(app, 13)["preview"].startswith("data:image/svg+xml")  # a text shows its text
+    assert _hover(app, 11)["preview"].startswith("data:image/jpeg")  # the stored 32 px thumbnail stands in
+    bare = EmbeddingApp(clustered(), method="pca")  # no file, no stored thumbnail: a placeholder
+    assert _hover(bare, 0)["preview"].startswith("data:image/svg+xml") and bare.previews.failed == [0]
 
     picked = []
-    app.on_select(lambda row, item, modality: picked.append((row, modality)))
-    app._row.value = 4  # type a point number
-    assert app.selected_image is images[4] and app.selected_row == 4 and picked[-1] == (4, "image")
-    assert bytes(app._preview.value).startswith(b"\x89PNG") and "closest texts" in app._details.value
+    app.on_select(picked.append)
+    app.map.selection = np.array([4, 13, 2], dtype="uint32")  # what a lasso in the browser sends
+    assert app.selected_rows == [4, 13, 2] and picked[-1] == [4, 13, 2]
+    assert app.selected_image is images[4] and app.selected_text == "green" and app.selected_row == 4
+    assert "3 selected" in app._details.value
+    app.highlight([7])
+    assert list(app.map.selection) == [7] and list(app.map.zoom_to) == [7] and picked[-1] == [7]
+    app.select(None)
+    assert app.selected_rows == [] and picked[-1] == []
 
-    class Click:  # what matplotlib passes to a button_press_event handler
-        inaxes, xdata, ydata = app.ax, float(app.coords[13, 0]), float(app.coords[13, 1])
-
-    app._on_click(Click)
-    assert app.selected_text == "green" and picked[-1] == (13, "text") and app._row.value == 13
-    np.testing.assert_allclose(app._ring.get_offsets()[0], app.coords[13])
-
-    before = app.coords.copy()
-    app._gap.value = True  # remove the modality gap → refit
-    assert "removed before projecting" in app._status.value and not np.allclose(app.coords, before)
-    app._color.value = "label"
-    assert "red" in [t.get_text() for t in app.ax.get_legend().get_texts()]
-    app._method.value = "tsne"
-    assert app._neighbors.disabled and app.projection.method == "tsne" and app.coords.shape == (15, 2)
+    assert app.color_columns == ["modality", "label", "prediction", "correct", "score"]
+    for column in app.color_columns:
+        app._color.value = column
+        assert app._scatter.color()["by"] == column and app.last_error is None
+    assert set(app.table["correct"][:12]) <= {"correct", "wrong"} and set(app.table["correct"][12:]) == {"text"}
+    app._show.value = "texts"
+    assert list(app.map.filter) == [12, 13, 14]
+    app._show.value = "all"
+    assert app.map.filter is None or len(app.map.filter) == 15
 
     app.select(99)  # errors go into the app, not the void
     assert "no point 99" in app.last_error
-    app.select(-1)
-    assert app.last_error is None and bytes(app._preview.value) == b""
+    with pytest.raises(ValueError, match="color_by must be one of"):
+        app.color_by("size")
+
+
+def test_embedding_app_swaps_in_a_background_layout_and_supersedes(tiny_hooked):
+    from clipviz.widgets import EmbeddingApp
+
+    embeddings = clustered()
+    app = EmbeddingApp(embeddings, method="tsne")
+    assert app.layout_method == "pca"  # the first picture, at once
+    first_job = app._job
+    assert first_job is not None and "computing" in app._status.value
+    app._gap.value = True  # a second request cancels the first: never two layouts racing
+    assert first_job.cancelled and app._job is not first_job
+    assert app.wait(300)
+    assert app.layout_method == "tsne" and "removed before projecting" in app._status.value
+    first_job.wait(30)
+    assert first_job.result is None
+    assert not np.allclose(app.coords, JointPCA(random_state=0).fit_transform(embeddings))
+    assert len(app.map.points) == 72
+
+
+def test_embedding_app_reports_dropped_rows():
+    from clipviz.widgets import EmbeddingApp
+
+    embeddings = clustered()
+    vectors = np.array(embeddings.vectors)
+    vectors[5] = np.nan
+    from dataclasses import replace
+
+    app = EmbeddingApp(replace(embeddings, vectors=vectors), method="pca")
+    assert "1 of 72 vectors contain NaN" in app._status.value
+    assert 5 not in set(app.map.filter) and len(app.map.filter) == 71 and np.isfinite(app.coords).all()

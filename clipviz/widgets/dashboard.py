@@ -1,9 +1,12 @@
 """Dashboard: the embedding map, zero-shot and heatmap apps in one layout, wired together.
 
-The three apps share one pool of images. Selecting an image in the map (click it, or type its row
-number) shows the same image in the zero-shot and heatmap tabs; selecting a text in the map makes it
-the heatmap prompt. Each app keeps its own controls and its own error area; the dashboard only
-links their state traitlets (``state.image_index``, ``state.prompt``), so nothing is computed twice.
+The three apps share one pool of images. A selection in the map (click, or lasso many points) drives
+the zero-shot tab — the top labels over the selected images, from the embeddings the map already
+holds — and sends the first selected image to the zero-shot and heatmap apps; a selected text becomes
+the heatmap prompt. Choosing an image in the zero-shot or heatmap tab highlights it on the map and
+zooms to it. Each app keeps its own controls and its own error area; the dashboard only links their
+state traitlets (``state.image_index``, ``state.prompt``), so nothing is computed twice.
+``add_tab(title, widget)`` adds a tab (e.g. another app) after the built-in ones.
 
     >>> from clipviz.widgets import Dashboard
     >>> Dashboard()                                   # bundled shapes-clip, shapes-world scenes
@@ -16,6 +19,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
+import numpy as np
 import traitlets
 
 from .attention import AttentionApp
@@ -41,11 +45,12 @@ class Dashboard(widgets.VBox):
     bundled default. ``images`` / ``texts`` / ``labels``: what the map shows (default: two-object
     shapes scenes, one object of each named as its prompt, and the 30 colour × shape labels in the
     model's language). ``prompts``: one heatmap prompt per image (default: the named object for the
-    shapes scenes, the first text otherwise). ``projection``: the map's method (``"umap"``, ``"pca"``,
-    ``"tsne"``); ``heatmap_method``: the heatmap app's starting method; ``tab``: the tab shown first.
+    shapes scenes, the first text otherwise). ``projection``: the map's final layout (``"umap"``,
+    ``"pca"``, ``"tsne"``; PCA is shown first either way); ``heatmap_method``: the heatmap app's starting method; ``tab``: the tab shown first.
 
-    Sub-apps: ``dashboard.embedding``, ``dashboard.zeroshot``, ``dashboard.attention``; ``dashboard.tabs``
-    is the ``ipywidgets.Tab`` holding them.
+    Sub-apps: ``dashboard.embedding`` (the map), ``dashboard.zeroshot``, ``dashboard.attention``;
+    ``dashboard.selection_labels`` is the zero-shot tab's summary of the map's selection;
+    ``dashboard.tabs`` is the ``ipywidgets.Tab`` holding them.
     """
 
     def __init__(self, model=None, images=None, texts=None, labels=None, *, prompts=None,
@@ -64,7 +69,8 @@ class Dashboard(widgets.VBox):
         self.state = DashboardState(prompt=prompts[0] if prompts else "")
         names = _image_names(labels, len(images))
 
-        self.embedding = EmbeddingApp.from_model(model, images=images, texts=texts, labels=labels, method=projection)
+        self.embedding = EmbeddingApp.from_model(model, images=images, texts=texts, labels=labels, method=projection,
+                                                 height=420)
         self.zeroshot = ZeroShotApp(model, images=images, labels=_zeroshot_labels(texts), names=names)
         self.attention = AttentionApp(model, images=images, labels=names, prompt=self.state.prompt,
                                       method=heatmap_method)
@@ -74,32 +80,86 @@ class Dashboard(widgets.VBox):
 
         self._header = widgets.HTML()
         self._errors = widgets.Output()
-        self.tabs = widgets.Tab(children=[self.embedding, self.zeroshot, self.attention], titles=TABS,
-                                 selected_index=TABS.index(tab))
+        self.selection_labels = widgets.HTML(value="<i>lasso images on the map to see the top labels over them</i>")
+        self.selection_labels.add_class("clipviz-selection-labels")
+        self.tabs = widgets.Tab()
+        self._tab_titles: list[str] = []
+        for title, widget in (("map", self.embedding), ("zero-shot", widgets.VBox([self.selection_labels, self.zeroshot])),
+                              ("heatmaps", self.attention)):
+            self.add_tab(title, widget)
+        self.tabs.selected_index = TABS.index(tab)
         self.children = [self._header, self.tabs, self._errors]
 
         self.embedding.on_select(self._on_select)
         self.state.observe(self._forward_selection, names=["image_index", "prompt"])
+        for app in (self.zeroshot, self.attention):
+            app.state.observe(self._on_image_chosen, names="image_index")
         self._show_header()
 
     # ------------------------------------------------------------------ public actions
+    def add_tab(self, title: str, widget) -> None:
+        """Add ``widget`` as a tab called ``title`` (after the existing ones)."""
+        if title in self._tab_titles:
+            raise ValueError(f"there is already a tab {title!r}")
+        self._tab_titles.append(title)
+        self.tabs.children = [*self.tabs.children, widget]
+        self.tabs.titles = tuple(self._tab_titles)
+
     def select_image(self, index: int) -> None:
         """Show image ``index`` of the pool in the zero-shot and heatmap apps (as a click on the map would)."""
         self._guarded(self._select_image, int(index))
 
     def show_tab(self, name: str) -> None:
-        """Bring the tab ``name`` ("map", "zero-shot" or "heatmaps") to the front."""
-        if name not in TABS:
-            raise ValueError(f"tab must be one of {', '.join(TABS)}, not {name!r}")
-        self.tabs.selected_index = TABS.index(name)
+        """Bring the tab ``name`` ("map", "zero-shot", "heatmaps", or one added with add_tab) to the front."""
+        if name not in self._tab_titles:
+            raise ValueError(f"tab must be one of {', '.join(self._tab_titles)}, not {name!r}")
+        self.tabs.selected_index = self._tab_titles.index(name)
 
     # ------------------------------------------------------------------ callbacks
-    def _on_select(self, row, item, modality) -> None:
-        """The map's selection: an image goes to both apps, a text becomes the heatmap prompt."""
-        if modality == "image":
-            self.select_image(int(self.embedding.embeddings.index[row]))
-        elif modality == "text":
-            self._guarded(setattr, self.state, "prompt", str(item))
+    def _on_select(self, rows) -> None:
+        """The map's selection: top labels over its images; the first image goes to both apps, the
+        first text (when no image is selected) becomes the heatmap prompt."""
+        emb = self.embedding.embeddings
+        image_rows = [r for r in rows if emb.modality[r] == "image"]
+        text_rows = [r for r in rows if emb.modality[r] == "text"]
+        self._guarded(self._summarise_selection, image_rows)
+        if image_rows:
+            self.select_image(int(emb.index[image_rows[0]]))
+        elif text_rows:
+            self._guarded(setattr, self.state, "prompt", str(emb.sources[text_rows[0]]))
+
+    def _summarise_selection(self, image_rows) -> None:
+        """Zero-shot over the selected images: the mean probability of each label, its top-1 count."""
+        if not image_rows:
+            self.selection_labels.value = "<i>lasso images on the map to see the top labels over them</i>"
+            self.selection_top = []
+            return
+        import torch
+
+        from ..zeroshot import label_embeds, parse_labels, scores
+
+        labels = parse_labels(self.zeroshot.state.labels_text)  # the zero-shot tab's own labels
+        state = self.zeroshot.state
+        classes = label_embeds(self.model, labels, templates=state.template_set, lang=state.lang)
+        vectors = torch.from_numpy(np.asarray(self.embedding.embeddings.vectors[image_rows], dtype=np.float32))
+        _, probs = scores(self.model, vectors, classes)
+        mean = probs.mean(axis=0)
+        top1 = np.bincount(probs.argmax(axis=1), minlength=len(labels))
+        order = np.argsort(-mean)[:5]
+        self.selection_top = [(labels[i], float(mean[i]), int(top1[i])) for i in order]
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{p:.1%}</td><td>{n}</td></tr>"
+                       for name, p, n in self.selection_top)
+        self.selection_labels.value = (
+            f"<b>Map selection: {len(image_rows)} image{'s' if len(image_rows) != 1 else ''}</b> — top labels "
+            f"(mean probability, images where it is top-1)<table>{rows}</table>")
+
+    def _on_image_chosen(self, change) -> None:
+        """An image chosen in the zero-shot or heatmap tab: highlight it on the map and zoom to it."""
+        index = change["new"]
+        emb = self.embedding.embeddings
+        rows = np.flatnonzero(emb.is_image & (np.asarray(emb.index) == index))
+        if len(rows) and int(rows[0]) not in self.embedding.selected_rows:  # not an echo of the map's own selection
+            self._guarded(self.embedding.highlight, [int(rows[0])])
 
     def _select_image(self, index: int) -> None:
         if not 0 <= index < len(self.images):
@@ -133,7 +193,7 @@ class Dashboard(widgets.VBox):
         if self.state.image_index >= 0:
             parts.append(f"selected image {self.state.image_index}, shown in zero-shot and heatmaps")
         else:
-            parts.append("click a point in the map (or type its number) to send it to the other tabs")
+            parts.append("click or lasso points on the map to send them to the other tabs")
         if self.state.prompt:
             parts.append(f"prompt “{html.escape(self.state.prompt)}”")
         self._header.value = " · ".join(parts)
