@@ -436,7 +436,8 @@ class HookedCLIP:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or not tiles or pixel_values.shape[0] == 0:
             raise InvalidArgument(
                 "pixel_values", f"has shape {tuple(pixel_values.shape)}; this model takes [N, 3, {side}, {side}] "
-                "(N >= 1): make it with model.pixel_values(images), or pass images= and let clipviz resize and crop")
+                f"(N >= 1; or other sides that are multiples of the patch size {patch}): make it with "
+                "model.pixel_values(images), or pass images= and let clipviz resize and crop")
         if not pixel_values.is_floating_point():
             raise InvalidArgument("pixel_values", f"has dtype {pixel_values.dtype}; pass the processor's normalised "
                                                   "floats (model.pixel_values(images))")
