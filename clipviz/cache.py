@@ -20,6 +20,7 @@ from .hooks import UnknownHookError
 
 _BLOCK_SHORT_NAMES = {
     "pattern": "attn.hook_pattern",
+    "z": "attn.hook_z",
     "attn_out": "attn.hook_out",
     "resid_pre": "hook_resid_pre",
     "resid_post": "hook_resid_post",

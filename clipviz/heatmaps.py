@@ -281,12 +281,11 @@ def _as_numpy(tensor, like=None) -> np.ndarray:
 
 def _grad_eclip_map(model, block, resid_pre, grad_attn_out) -> np.ndarray:
     """Grad-ECLIP (Zhao et al. 2024) for one CLIP-style vision block: H_i = ReLU(Σ_c w_c v_ic λ_i)."""
-    layer, attention = block.block, block.attention
     with torch.no_grad():
-        hidden = layer.layer_norm1(resid_pre.detach())[0]  # [pos, d_model]
-        query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
+        hidden = block.attn_norm(resid_pre.detach())[0]  # [pos, d_model]
+        query, key, value = block.q(hidden), block.k(hidden), block.v(hidden)
         # ∂s/∂o before the output projection: o ↦ o Wᵀ + b, so ∂s/∂o = ∂s/∂y · W
-        weight = attention.out_proj.weight
+        weight = block.o.weight
         channel_weights = grad_attn_out.detach()[0, 0].to(weight.dtype) @ weight  # CLS row, [d_model]
         cosine = torch.nn.functional.cosine_similarity(query[:1].double(), key[1:].double(), dim=-1)
         span = cosine.max() - cosine.min()

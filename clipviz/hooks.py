@@ -34,14 +34,16 @@ class HookPoint:
     """A named activation: ``fn(tensor, *, hook=point)`` sees it and may return a replacement.
 
     ``kind`` says how the activation is reached: ``"output"`` (a module's output), ``"input"``
-    (a module's first input), ``"pattern"`` (softmax probabilities inside the attention function) or
-    ``"manual"`` (computed by clipviz itself, e.g. the normalised embedding).
+    (a module's first input), ``"z"`` (the first input of the attention's output projection, seen
+    per head as ``[batch, pos, head, d_head]``), ``"pattern"`` (softmax probabilities inside the
+    attention function) or ``"manual"`` (computed by clipviz itself, e.g. the normalised embedding).
     """
 
     name: str
     kind: str
     module: nn.Module | None = None
     fns: list[Callable] = field(default_factory=list)
+    n_heads: int = 0  # for kind "z": how the flat [.., n_heads * d_head] input splits into heads
 
     @property
     def tower(self) -> str:
@@ -112,6 +114,16 @@ def _input_hook(point: HookPoint):
     return clipviz_input_hook
 
 
+def _z_hook(point: HookPoint):
+    # The output projection's input is the heads' outputs concatenated: [batch, pos, head * d_head].
+    def clipviz_z_hook(module, args, kwargs):
+        flat = args[0]
+        z = point(flat.view(*flat.shape[:-1], point.n_heads, flat.shape[-1] // point.n_heads))
+        return (z.reshape(flat.shape), *args[1:]), kwargs
+
+    return clipviz_z_hook
+
+
 @contextlib.contextmanager
 def attached(points: Iterable[tuple[HookPoint, Callable]]) -> Iterator[None]:
     """Attach ``fn`` to each ``point`` for the duration of the block, then remove everything."""
@@ -128,6 +140,8 @@ def attached(points: Iterable[tuple[HookPoint, Callable]]) -> Iterator[None]:
                     handles.append(
                         point.module.register_forward_pre_hook(_input_hook(point), with_kwargs=True)
                     )
+                elif point.kind == "z":
+                    handles.append(point.module.register_forward_pre_hook(_z_hook(point), with_kwargs=True))
                 elif point.kind == "pattern":
                     _PATTERN_POINTS[point.module] = point
             point.fns.append(fn)

@@ -88,6 +88,7 @@ class HookedCLIP:
                 names += [
                     (f"{prefix}.hook_resid_pre", "input", block.block),  # [batch, pos, d_model]
                     (f"{prefix}.attn.hook_pattern", "pattern", block.attention),  # [batch, head, query, key]
+                    (f"{prefix}.attn.hook_z", "z", block.o),  # [batch, pos, head, d_head]
                     (f"{prefix}.attn.hook_out", "output", block.attention_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_mlp_out", "output", block.mlp_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_resid_post", "output", block.block),  # [batch, pos, d_model]
@@ -97,6 +98,8 @@ class HookedCLIP:
                 (f"{tower}.hook_embeds", "manual", None),  # [batch, d_joint], unit norm
             ]
             points.update({name: HookPoint(name, kind, module) for name, kind, module in names})
+            for layer, block in enumerate(modules.blocks):
+                points[f"{tower}.blocks.{layer}.attn.hook_z"].n_heads = block.n_heads
         return points
 
     # ----------------------------------------------------------------- facts about the model
@@ -112,6 +115,13 @@ class HookedCLIP:
         if tower not in TOWERS:
             raise ValueError(f"tower must be one of {TOWERS}, not {tower!r}")
         return self.model.config.vision_config if tower == "vision" else self.model.config.text_config
+
+    def modules(self, tower: str = "vision"):
+        """The family adapter's :class:`~clipviz.families.TowerModules` for ``tower``: blocks, norms,
+        q/k/v/out projections and the tower's head. Analyses ask this instead of naming transformers
+        internals."""
+        self._tower_config(tower)
+        return self._towers[tower]
 
     def n_layers(self, tower: str = "vision") -> int:
         self._tower_config(tower)
