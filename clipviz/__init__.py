@@ -16,6 +16,8 @@ _EXPORTS = {
     "embed": "clipviz.embeddings",
     "JointUMAP": "clipviz.projection",
     "modality_gap": "clipviz.projection",
+    "decompose": "clipviz.inside.decomposition",
+    "patch": "clipviz.inside.patching",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """Inside the model: logit lens, decomposition, direct logit attribution, TextSpan, patching.
 
-One module per job — ``decompose`` (a tower's embedding as a sum of its parts), ``attribution``
+One module per job — ``decomposition`` (a tower's embedding as a sum of its parts), ``attribution``
 (those parts' shares of an image–text logit), ``textspan`` (text descriptions of a head's
 outputs), ``patching`` (activation patching and ablation). The logit lens itself is
 ``HookedCLIP.project`` and ``ActivationCache.accumulated_resid``. Pictures are in
@@ -10,8 +10,8 @@ outputs), ``patching`` (activation patching and ablation). The logit lens itself
 from importlib import import_module
 
 _EXPORTS = {
-    "decompose": "clipviz.inside.decompose",
-    "Decomposition": "clipviz.inside.decompose",
+    "decompose": "clipviz.inside.decomposition",
+    "Decomposition": "clipviz.inside.decomposition",
     "logit_attribution": "clipviz.inside.attribution",
     "LogitAttribution": "clipviz.inside.attribution",
     "text_span": "clipviz.inside.textspan",
@@ -20,7 +20,7 @@ _EXPORTS = {
     "ablated": "clipviz.inside.patching",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Decomposition", "LogitAttribution", "ablated", "decompose", "describe_heads", "logit_attribution", "patch", "text_span"]
 
 
 def __getattr__(name):
