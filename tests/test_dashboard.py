@@ -21,7 +21,7 @@ def _errors(dashboard):
 def test_builds_three_apps_in_tabs(dashboard):
     tabs = dashboard.tabs
     assert tuple(tabs.titles) == TABS
-    assert list(tabs.children) == [dashboard.embedding, dashboard.zeroshot, dashboard.attention]
+    assert list(tabs.children) == [dashboard.embedding, dashboard.zeroshot, dashboard.attention, dashboard.heads]
     assert _errors(dashboard) == [None] * 4
     assert len(dashboard.images) == 24 and len(dashboard.texts) == 30
     assert dashboard.zeroshot.result is not None  # the zero-shot chart was computed

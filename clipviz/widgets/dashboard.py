@@ -20,9 +20,10 @@ import traitlets
 
 from .attention import AttentionApp
 from .embedding import EmbeddingApp
+from .heads import HeadsApp
 from .zeroshot import ZeroShotApp
 
-TABS = ("map", "zero-shot", "heatmaps")
+TABS = ("map", "zero-shot", "heatmaps", "heads")
 _DEFAULT_SCENES = 24  # two-object shapes scenes: enough for a readable map, quick to embed
 
 
@@ -67,13 +68,15 @@ class Dashboard(widgets.VBox):
         self.zeroshot = ZeroShotApp(model, images=images, labels=_zeroshot_labels(texts), names=names)
         self.attention = AttentionApp(model, images=images, labels=names, prompt=self.state.prompt,
                                       method=heatmap_method)
-        for app, name in ((self.embedding, "embedding"), (self.zeroshot, "zeroshot"), (self.attention, "attention")):
+        self.heads = HeadsApp(model, images=images, prompt=self.state.prompt or "a red circle", names=names)
+        for app, name in ((self.embedding, "embedding"), (self.zeroshot, "zeroshot"), (self.attention, "attention"),
+                          (self.heads, "heads")):
             app.add_class(f"clipviz-{name}")  # stable hooks for styling and for the browser test
         self.add_class("clipviz-dashboard")
 
         self._header = widgets.HTML()
         self._errors = widgets.Output()
-        self.tabs = widgets.Tab(children=[self.embedding, self.zeroshot, self.attention], titles=TABS,
+        self.tabs = widgets.Tab(children=[self.embedding, self.zeroshot, self.attention, self.heads], titles=TABS,
                                  selected_index=TABS.index(tab))
         self.children = [self._header, self.tabs, self._errors]
 
@@ -111,9 +114,11 @@ class Dashboard(widgets.VBox):
         state = self.state
         if change["name"] == "prompt":
             self.attention.state.prompt = state.prompt
+            self.heads.state.prompt = state.prompt
         elif state.image_index >= 0:
             self.attention.state.image_index = state.image_index
             self.zeroshot.state.image_index = state.image_index
+            self.heads.state.image_index = state.image_index
         self._show_header()
 
     def _guarded(self, function, *args) -> None:
