@@ -27,5 +27,7 @@ def test_heads_app_grid_click_and_ablate(tiny_hooked, photos):
     assert clipviz_hooks_on(model.model) == 0
     app._prompt.value = "a blue square"
     assert app.attribution.text == "a blue square"
+    app.state.prompt = "a green star"  # set from outside (the Dashboard): the text field follows
+    assert app._prompt.value == "a green star" and app.attribution.text == "a green star"
     with pytest.raises(IndexError, match="no head"):
         app.select_head(0, 99)

@@ -92,18 +92,18 @@ class HeadsApp(widgets.VBox):
                                               description="image")
         self._prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False)
         self._summary = widgets.HTML()
-        self._buttons = [[widgets.Button(description="", layout=widgets.Layout(width="58px", height="28px"))
+        self._buttons = [[widgets.Button(description="", layout=widgets.Layout(width="64px", height="28px", padding="0"))
                           for _ in range(self._n_heads)] for _ in range(self._n_layers)]
         for layer, row in enumerate(self._buttons):
             for head, button in enumerate(row):
                 button.add_class(f"clipviz-head-L{layer}H{head}")
                 button.on_click(lambda _, l=layer, h=head: self.select_head(l, h))
-        header = [widgets.HTML("<b>layer \\ head</b>")] + [widgets.HTML(f"<b>{h}</b>") for h in range(self._n_heads)]
+        header = [widgets.HTML("<b>L \\ H</b>")] + [widgets.HTML(f"<b>{h}</b>") for h in range(self._n_heads)]
         cells = list(header)
         for layer, row in enumerate(self._buttons):
             cells += [widgets.HTML(f"<b>{layer}</b>")] + row
         self._grid = widgets.GridBox(cells, layout=widgets.Layout(
-            grid_template_columns=f"90px repeat({self._n_heads}, 62px)", grid_gap="2px"))
+            grid_template_columns=f"50px repeat({self._n_heads}, 66px)", grid_gap="2px"))
         self._grid.add_class("clipviz-heads-grid")
         self._detail = widgets.HTML("<i>click a head</i>")
         self._detail.add_class("clipviz-head-detail")
@@ -162,12 +162,15 @@ class HeadsApp(widgets.VBox):
 
     # ------------------------------------------------------------------ drawing
     def _refresh(self) -> None:
+        self._prompt.value = self.state.prompt  # the state may be set from outside (the Dashboard)
+        self._image_picker.value = self.state.image_index
         attribution = self.attribution
         limit = float(np.abs(attribution.heads).max()) or 1.0
         for layer, row in enumerate(self._buttons):
             for head, button in enumerate(row):
                 value = float(attribution.heads[layer, head])
-                button.description = f"{value:+.2f}"
+                button.description = f"{value:+.2f}" if abs(value) < 10 else f"{value:+.1f}"
+                button.style.font_weight = ""
                 button.style.button_color = _colour(value, limit)
                 button.tooltip = f"layer {layer}, head {head}: {value:+.3f} to the logit"
         mlps = ", ".join(f"L{l} {v:+.2f}" for l, v in enumerate(attribution.mlps))
@@ -190,7 +193,9 @@ class HeadsApp(widgets.VBox):
                     button.add_class("clipviz-selected")
                 else:
                     button.remove_class("clipviz-selected")
-        self._buttons[layer][head].description = f"[{attribution.heads[layer, head]:+.2f}]"
+        chosen = self._buttons[layer][head]
+        chosen.description = f"[{attribution.heads[layer, head]:+.1f}]"
+        chosen.style.font_weight = "bold"
         description = self.descriptions().get((layer, head))
         rows = "".join(
             f"<tr><td>{share:.0%}</td><td>{html.escape(text)}</td></tr>"
