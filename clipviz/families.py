@@ -101,7 +101,7 @@ def family_of(config) -> str:
     )
 
 
-def _clip_blocks(layers, n_heads: int) -> tuple[BlockModules, ...]:
+def _clip_blocks(layers) -> tuple[BlockModules, ...]:
     # CLIP-style pre-LN blocks: residual + self_attn(layer_norm1(.)), residual + mlp(layer_norm2(.))
     return tuple(
         BlockModules(
@@ -115,17 +115,17 @@ def _clip_blocks(layers, n_heads: int) -> tuple[BlockModules, ...]:
             o=layer.self_attn.out_proj,
             attn_norm=layer.layer_norm1,
             mlp_norm=layer.layer_norm2,
-            n_heads=n_heads,
+            n_heads=layer.self_attn.num_heads,
         )
         for layer in layers
     )
 
 
 def _vision_blocks(model) -> tuple[BlockModules, ...]:
-    return _clip_blocks(model.vision_model.encoder.layers, model.config.vision_config.num_attention_heads)
+    return _clip_blocks(model.vision_model.encoder.layers)
 
 
-def _bert_blocks(layers, n_heads: int) -> tuple[BlockModules, ...]:
+def _bert_blocks(layers) -> tuple[BlockModules, ...]:
     # BERT/XLM-R post-LN blocks: LayerNorm(x + dense(attn)); the dense outputs are what is added.
     return tuple(
         BlockModules(
@@ -139,7 +139,7 @@ def _bert_blocks(layers, n_heads: int) -> tuple[BlockModules, ...]:
             o=layer.attention.output.dense,
             post_attn_norm=layer.attention.output.LayerNorm,
             post_mlp_norm=layer.output.LayerNorm,
-            n_heads=n_heads,
+            n_heads=layer.attention.self.num_attention_heads,
         )
         for layer in layers
     )
@@ -156,12 +156,11 @@ def tower_modules(model, family: str, tower: str) -> TowerModules:
         )
     if tower != "text":
         raise ValueError(f"tower must be one of {TOWERS}, not {tower!r}")
-    n_heads = model.config.text_config.num_attention_heads
     if family == "clip":
         text = model.text_model
         return TowerModules(
             embed=text.embeddings,
-            blocks=_clip_blocks(text.encoder.layers, n_heads),
+            blocks=_clip_blocks(text.encoder.layers),
             projection=model.text_projection,
             final_norm=text.final_layer_norm,  # position-wise, so norm-then-pool == pool-then-norm
             pooling="eos",
@@ -169,14 +168,14 @@ def tower_modules(model, family: str, tower: str) -> TowerModules:
     if family == "chinese_clip":
         text = model.text_model  # get_text_features projects last_hidden_state[:, 0] (no pooler, no norm)
         return TowerModules(
-            embed=text.embeddings, blocks=_bert_blocks(text.encoder.layer, n_heads), projection=model.text_projection
+            embed=text.embeddings, blocks=_bert_blocks(text.encoder.layer), projection=model.text_projection
         )
     if family == "altclip":
         text = model.text_model
         roberta = text.roberta
         return TowerModules(
             embed=roberta.embeddings,
-            blocks=_bert_blocks(roberta.encoder.layers, n_heads),
+            blocks=_bert_blocks(roberta.encoder.layers),
             projection=model.text_projection,
             final_norm=text.pre_LN,
             transformation=text.transformation,

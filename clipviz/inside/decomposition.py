@@ -191,7 +191,7 @@ def decompose_cache(model, cache, tower: str, positions=()) -> Decomposition:
         if modules.final_norm is not None:
             parts.map(*_layer_norm_map(modules.final_norm, at_pooled(f"{tower}.blocks.{n_layers - 1}.hook_resid_post")))
         for linear in (modules.transformation, modules.projection):
-            if linear is not None:
+            if isinstance(linear, torch.nn.Linear):  # a single tower without projection has nn.Identity
                 parts.map(*_linear_map(linear))
     as_float = {"dtype": total.dtype}
     return Decomposition(
