@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import clipviz  # noqa: E402
-from bench_capture import VIT_B32, build_clip  # noqa: E402
 from clipviz.inside import decompose  # noqa: E402
+from clipviz.testing import VIT_B32, random_checkpoint  # noqa: E402
+
+SMALL_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2)
 
 
 def timed(fn) -> float:
@@ -43,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
-        model = clipviz.load(build_clip(VIT_B32, Path(tmp)), device="cpu")
+        directory = random_checkpoint(Path(tmp), "clip", vision=VIT_B32, text=SMALL_TEXT, projection_dim=512, context=77)
+        model = clipviz.load(directory, device="cpu")
         pixels = torch.randn(1, 3, 224, 224)
 
         def forward():

@@ -548,7 +548,7 @@ class HookedCLIP:
             return torch.zeros(n, dtype=torch.long)
         if tokens is None:
             raise ValueError("the CLIP text tower pools at each text's EOS token: pass the tokens (model.tokenize(texts))")
-        eos = getattr(self.model.config.text_config, "eos_token_id", None)
+        eos = getattr(self._tower_config("text"), "eos_token_id", None)
         return text_pooling_positions(self.family, tokens["input_ids"], eos).cpu()
 
     def project(self, tower: str, resid: torch.Tensor, *, positions=None, normalise: bool = True) -> torch.Tensor:
