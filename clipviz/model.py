@@ -230,6 +230,7 @@ class HookedCLIP:
                 names += [
                     (f"{prefix}.hook_resid_pre", "input", block.block),  # [batch, pos, d_model]
                     (f"{prefix}.attn.hook_pattern", "pattern", block.attention),  # [batch, head, query, key]
+                    (f"{prefix}.attn.hook_z", "z", block.o),  # [batch, pos, head, d_head]
                     (f"{prefix}.attn.hook_out", "output", block.attention_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_mlp_out", "output", block.mlp_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_resid_post", "output", block.block),  # [batch, pos, d_model]
@@ -239,6 +240,8 @@ class HookedCLIP:
                 (f"{tower}.hook_embeds", "manual", None),  # [batch, d_joint], unit norm
             ]
             points.update({name: HookPoint(name, kind, module) for name, kind, module in names})
+            for layer, block in enumerate(modules.blocks):
+                points[f"{tower}.blocks.{layer}.attn.hook_z"].n_heads = block.n_heads
         return points
 
     # ----------------------------------------------------------------- facts about the model
@@ -283,6 +286,13 @@ class HookedCLIP:
                 "zero-shot classification takes labels: model.classify(images, ['a cat', 'a dog'])"
             )
         return list(self.layout.labels)
+
+    def modules(self, tower: str = "vision"):
+        """The family adapter's :class:`~clipviz.families.TowerModules` for ``tower``: blocks, norms,
+        q/k/v/out projections and the tower's head. Analyses ask this instead of naming transformers
+        internals."""
+        self._tower_config(tower)
+        return self._towers[tower]
 
     def n_layers(self, tower: str = "vision") -> int:
         self._tower_config(tower)
@@ -532,6 +542,46 @@ class HookedCLIP:
 
         return classify(self, images, labels, templates=templates, lang=lang, **options)
 
+    def pooled_positions(self, tower: str, tokens: dict[str, torch.Tensor] | None = None, batch: int = 1) -> torch.Tensor:
+        """``[batch]`` index of the token the tower pools from (CLS for vision; EOS or [CLS]/<s> for text)."""
+        if self.modules(tower).pooling == "first":
+            n = batch if tokens is None else tokens["input_ids"].shape[0]
+            return torch.zeros(n, dtype=torch.long)
+        if tokens is None:
+            raise ValueError("the CLIP text tower pools at each text's EOS token: pass the tokens (model.tokenize(texts))")
+        eos = getattr(self._tower_config("text"), "eos_token_id", None)
+        return text_pooling_positions(self.family, tokens["input_ids"], eos).cpu()
+
+    def project(self, tower: str, resid: torch.Tensor, *, positions=None, normalise: bool = True) -> torch.Tensor:
+        """Logit lens: map a residual-stream state into the joint space the way the tower's own head does.
+
+        ``resid``: ``[batch, pos, d_model]`` (any ``hook_resid_*`` / ``hook_embed``; pooled at the
+        tower's token — for the CLIP text tower pass ``positions=``, the EOS indices, e.g.
+        ``cache.pooled_positions["text"]``) or ``[..., d_model]`` already at the pooled token. Then the
+        tower's final norm, AltCLIP's ``transformation``, the projection and, with ``normalise``
+        (default), unit norm — so the last ``hook_resid_post`` gives back ``image_embeds`` / ``text_embeds``.
+        Intermediate states were never trained to be read this way (the "tricky" part of a CLIP logit
+        lens): read trends across layers, not single values.
+        """
+        modules = self.modules(tower)
+        resid = torch.as_tensor(resid)
+        d_model = self._tower_config(tower).hidden_size
+        if resid.shape[-1] != d_model:
+            raise ValueError(f"a {tower} residual state ends in d_model={d_model}; got shape {tuple(resid.shape)}")
+        if resid.dim() == 3:
+            if positions is None:
+                if modules.pooling != "first":
+                    raise ValueError(
+                        "the CLIP text tower pools at each text's EOS token: pass positions= "
+                        "(cache.pooled_positions['text'] or model.pooled_positions('text', tokens))"
+                    )
+                positions = torch.zeros(resid.shape[0], dtype=torch.long)
+            positions = torch.as_tensor(positions, dtype=torch.long, device=resid.device)
+            resid = resid[torch.arange(resid.shape[0], device=resid.device), positions]
+        with torch.no_grad():
+            projected = modules.head(resid.to(device=self.device, dtype=self.dtype))
+        return _normalise(projected) if normalise else projected
+
     # ----------------------------------------------------------------- hooks
     def _resolve_names(self, name_or_filter) -> list[str]:
         if callable(name_or_filter):
@@ -718,7 +768,13 @@ class HookedCLIP:
         if pixels is not None and tokens is not None:
             output.logits_per_image = self.logit_scale * output.image_embeds @ output.text_embeds.t()
         ordered = {name: store[name] for name in names if name in store}
-        return output, ActivationCache(ordered, attention_rows=attention_rows)
+        pooled = {}
+        if pixels is not None:
+            pooled["vision"] = self.pooled_positions("vision", batch=pixels.shape[0])
+        if tokens is not None:
+            pooled["text"] = self.pooled_positions("text", tokens)
+        cache = ActivationCache(ordered, attention_rows=attention_rows, model=self, pooled_positions=pooled)
+        return output, cache
 
 
 def load(name_or_path=None, *, device=None, dtype=None, processor=None, tower: str | None = None,
