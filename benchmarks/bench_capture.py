@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,29 +24,16 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import clipviz  # noqa: E402
-from tiny_models import CORPUS  # noqa: E402
+from clipviz.testing import VIT_B32, VIT_L14_336, random_checkpoint  # noqa: E402
 
-SMALL_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77)
-VIT_B32 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224)
-VIT_L14_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=336)
+SMALL_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2)
 
 
 def build_clip(vision: dict, directory: Path) -> Path:
     """Save a random CLIP with this vision tower (and a tiny text tower) plus a processor."""
-    from transformers import CLIPConfig, CLIPModel
-
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-
-    tokenizer = build_tokenizer("clip", CORPUS * 4, vocab_size=300, model_max_length=77)
-    text = dict(SMALL_TEXT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)).save_pretrained(directory)
-    build_processor("clip", tokenizer, vision["image_size"]).save_pretrained(directory)
-    return directory
+    return random_checkpoint(directory, "clip", vision=vision, text=SMALL_TEXT, projection_dim=512, context=77,
+                             logit_scale=None)
 
 
 def capture_overhead(directory: Path, batch: int, repeats: int) -> dict:
@@ -56,7 +42,8 @@ def capture_overhead(directory: Path, batch: int, repeats: int) -> dict:
     hooked = clipviz.load(directory, device="cpu")
     eager = CLIPModel.from_pretrained(directory, attn_implementation="eager").eval()
     pixels = torch.randn(batch, 3, 224, 224)
-    wanted = lambda name: name.startswith("vision") and ("pattern" in name or "resid_post" in name or name.endswith("hook_embed"))  # noqa: E731
+    def wanted(name):
+        return name.startswith("vision") and ("pattern" in name or "resid_post" in name or name.endswith("hook_embed"))
 
     def run_clipviz():
         return hooked.run_with_cache(pixel_values=pixels, names_filter=wanted)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,30 +25,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 
 def build_b32(directory: Path) -> Path:
     """A random CLIP with ViT-B/32's shapes (vision 768 × 12 layers, patch 32, 224 px; text 512 × 12)."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
+    from clipviz.testing import TEXT_B, VIT_B32, random_checkpoint
 
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-
-    corpus = ["a photo of a cat", "a photo of a dog"] * 8
-    tokenizer = build_tokenizer("clip", corpus, vocab_size=300, model_max_length=77)
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           image_size=224, patch_size=32),
-        projection_dim=512,
-    )
-    CLIPModel(config).save_pretrained(directory)
-    build_processor("clip", tokenizer, 224).save_pretrained(directory)
-    return directory
+    return random_checkpoint(directory, "clip", vision=VIT_B32, text=TEXT_B, projection_dim=512, context=77,
+                             corpus=["a photo of a cat", "a photo of a dog"] * 8, logit_scale=None)
 
 
 def write_photos(folder: Path, n: int, size=(640, 480)) -> None:

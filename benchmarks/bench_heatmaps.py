@@ -20,8 +20,6 @@ Run: ``python benchmarks/bench_heatmaps.py [--n 200] [--faithfulness 50] [--repe
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import io
 import os
 import statistics
 import sys
@@ -36,11 +34,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import clipviz  # noqa: E402
 from clipviz import heatmap_eval, zoo  # noqa: E402
-from clipviz.heatmaps import TEXT_METHODS, heatmap  # noqa: E402
+from clipviz.heatmaps import Heatmap, heatmap, method_record  # noqa: E402
 
 BUNDLED = ("shapes-clip", "shapes-chinese-clip", "shapes-altclip")
 METHODS = [
@@ -70,13 +66,13 @@ def localisation(model, queries):
         score = heatmap_eval.evaluate_localisation(model, queries, method, **options)
         rows[_label(method, options)] = (score.pointing, score.energy, (time.perf_counter() - started) / len(queries))
     rng = np.random.default_rng(0)
-    template = heatmap(model, queries[0][0], method="attention")
-    hits = {name: [] for name in _baseline_maps(template.grid.shape, rng)}
+    grid_shape = model.grid_size
+    hits = {name: [] for name in _baseline_maps(grid_shape, rng)}
     energies = {name: [] for name in hits}
     for image, _, box in queries:
-        for name, grid in _baseline_maps(template.grid.shape, rng).items():
-            fake = dataclasses.replace(template, image=image, grid=grid / grid.max(), _image_map=None)
-            fake.geometry = clipviz.images.CropGeometry.from_processor(model.processor, image.size)
+        for name, grid in _baseline_maps(grid_shape, rng).items():
+            geometry = clipviz.images.CropGeometry.from_processor(model.processor, image.size)
+            fake = Heatmap.from_grid(grid / grid.max(), image, geometry, method=name)
             hits[name].append(heatmap_eval.pointing_game(fake, box))
             energies[name].append(heatmap_eval.energy_in_box(fake, box))
     for name in hits:
@@ -89,34 +85,25 @@ def faithfulness(model, queries):
     for method, options in [("rollout", {}), ("relevance", {}), ("grad_eclip", {})]:
         deletion, insertion, deletion_random, insertion_random = [], [], [], []
         for image, text, _ in queries:
-            hm = heatmap(model, image, text if method in TEXT_METHODS else None, method=method, **options)
+            hm = heatmap(model, image, text if method_record(method).needs_text else None, method=method, **options)
             d = heatmap_eval.deletion_curve(model, hm, text, steps=16)
             i = heatmap_eval.insertion_curve(model, hm, text, steps=16)
             deletion.append(d.auc)
             deletion_random.append(d.random_auc)
             insertion.append(i.auc)
             insertion_random.append(i.random_auc)
-        rows[_label(method, options)] = tuple(float(np.mean(v)) for v in (deletion, deletion_random, insertion, insertion_random))
+        curves = (deletion, deletion_random, insertion, insertion_random)
+        rows[_label(method, options)] = tuple(float(np.mean(v)) for v in curves)
     return rows
 
 
 def build_vit_b16(directory: Path) -> Path:
     """A random CLIP with a ViT-B/16 vision tower (224 px, 14 × 14 patches) and a small text tower."""
-    from transformers import CLIPConfig, CLIPModel
+    from clipviz.testing import VIT_B16, random_checkpoint
 
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-    from tiny_models import CORPUS
-
-    tokenizer = build_tokenizer("clip", CORPUS * 4, vocab_size=300, model_max_length=77)
-    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=77, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                  patch_size=16, image_size=224)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)).save_pretrained(directory)
-    build_processor("clip", tokenizer, 224).save_pretrained(directory)
-    return directory
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    return random_checkpoint(directory, "clip", vision=VIT_B16, text=text, projection_dim=512, context=77,
+                             logit_scale=None)
 
 
 def slider_latency(model, images, prompt, repeats):
@@ -143,6 +130,7 @@ def slider_latency(model, images, prompt, repeats):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from clipviz.plotting.encode import image_bytes
     from clipviz.plotting.heatmaps import plot_heatmap
 
     figure = Figure(figsize=(4, 4), dpi=80)
@@ -152,8 +140,7 @@ def slider_latency(model, images, prompt, repeats):
         started = time.perf_counter()
         figure.clear()
         plot_heatmap(app.heatmap, ax=figure.add_subplot(), alpha=app.state.opacity)
-        buffer = io.BytesIO()
-        figure.canvas.print_png(buffer)
+        image_bytes(figure)
         naive.append(time.perf_counter() - started)
     return statistics.median(fast), statistics.median(naive), len(fast)
 
@@ -174,7 +161,8 @@ def main():
         print(f"not trained yet, skipped: {', '.join(missing)}")
     queries = heatmap_eval.shapes_queries(max(args.n, args.faithfulness, 3))
     evaluated = present if args.n else []
-    print(f"\n## Localisation: {args.n} held-out two-object scenes (seed {heatmap_eval.HELDOUT_SEED}), text names one object\n")
+    print(f"\n## Localisation: {args.n} held-out two-object scenes (seed {heatmap_eval.HELDOUT_SEED}), "
+          "text names one object\n")
     print("| model | method | pointing game | energy in box | s / map |")
     print("|---|---|---:|---:|---:|")
     for name in evaluated:
@@ -187,7 +175,8 @@ def main():
         sys.stdout.flush()
 
     if args.faithfulness:
-        print(f"\n## Faithfulness: {args.faithfulness} scenes, AUC of the logit (deletion: lower is better; insertion: higher)\n")
+        print(f"\n## Faithfulness: {args.faithfulness} scenes, AUC of the logit "
+              "(deletion: lower is better; insertion: higher)\n")
         print("| model | method | deletion AUC | deletion, random order | insertion AUC | insertion, random order |")
         print("|---|---|---:|---:|---:|---:|")
         for name in present:
@@ -213,11 +202,13 @@ def main():
         b16 = build_vit_b16(Path(tempfile.mkdtemp()) / "vit-b16")
         rng = np.random.default_rng(0)
         photo = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
-        runs.append(("ViT-B/16-sized random CLIP, 640x480 photo", clipviz.load(b16), [photo], "a photo of a red circle"))
+        runs.append(("ViT-B/16-sized random CLIP, 640x480 photo", clipviz.load(b16), [photo],
+                     "a photo of a red circle"))
     for label, model, images, prompt in runs:
         fast, naive, count = slider_latency(model, images, prompt, args.repeats)
         grid = "x".join(map(str, model.grid_size))
-        print(f"| {label} | {grid} | {count} | {fast * 1000:.1f} ms | {naive * 1000:.1f} ms | {naive / fast:.1f}x faster |")
+        print(f"| {label} | {grid} | {count} | {fast * 1000:.1f} ms | {naive * 1000:.1f} ms "
+              f"| {naive / fast:.1f}x faster |")
         sys.stdout.flush()
 
 

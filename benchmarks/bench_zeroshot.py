@@ -16,8 +16,9 @@ the first template (max |difference|).
 
 Model: a random ``CLIPModel`` with a ViT-B/32 vision tower (width 768, 12 heads, patch 32, 224 px)
 and a CLIP-B text tower (width 512, 8 heads, context 77), both cut to ``--layers`` layers (default 1,
-so that the pipeline side finishes in minutes on 2 shared CPU cores; its cost per call is linear in the layers, as is clipviz's); a byte-level BPE
-tokenizer learned offline. Images: 64 random RGB photos of 320 x 256 (resized and cropped by the processor).
+so that the pipeline side finishes in minutes on 2 shared CPU cores; its cost per call is linear in
+the layers, as is clipviz's); a byte-level BPE tokenizer learned offline. Images: 64 random RGB
+photos of 320 x 256 (resized and cropped by the processor).
 
 Run: ``python benchmarks/bench_zeroshot.py [--layers 1] [--images 64] [--labels 100]``
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,14 +37,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import clipviz  # noqa: E402
 from clipviz import zeroshot  # noqa: E402
 from clipviz.data import shapes  # noqa: E402
-
-VISION_B32 = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, patch_size=32, image_size=224)
-TEXT_B = dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, max_position_embeddings=77)
+from clipviz.testing import TEXT_B, VIT_B32, random_checkpoint  # noqa: E402
 
 
 def make_labels(n: int) -> list[str]:
@@ -56,18 +52,9 @@ def make_labels(n: int) -> list[str]:
 
 
 def build_model(directory: Path, layers: int, corpus: list[str]) -> Path:
-    from transformers import CLIPConfig, CLIPModel
-
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-
-    tokenizer = build_tokenizer("clip", corpus, vocab_size=2000, model_max_length=77)
-    text = dict(TEXT_B, num_hidden_layers=layers, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    vision = dict(VISION_B32, num_hidden_layers=layers)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)).save_pretrained(directory)
-    build_processor("clip", tokenizer, VISION_B32["image_size"]).save_pretrained(directory)
-    return directory
+    return random_checkpoint(directory, "clip", vision=dict(VIT_B32, num_hidden_layers=layers),
+                             text=dict(TEXT_B, num_hidden_layers=layers), projection_dim=512, context=77,
+                             corpus=corpus, vocab_size=2000, logit_scale=None)
 
 
 def main() -> None:

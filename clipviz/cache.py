@@ -11,8 +11,7 @@ A plain mapping of hook name to detached CPU tensor, with TransformerLens-style 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 

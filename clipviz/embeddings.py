@@ -24,11 +24,12 @@ import json
 import os
 import tempfile
 import warnings
+import weakref
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class Embeddings:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_arrays(cls, image_vectors=None, text_vectors=None, image_labels=None, text_labels=None,
-                    texts=None, pairs=None) -> "Embeddings":
+                    texts=None, pairs=None) -> Embeddings:
         """Wrap vectors computed elsewhere (rows are normalised to unit length)."""
         parts, modality, labels, sources, index = [], [], [], [], []
         for name, vectors, names in (("image", image_vectors, image_labels), ("text", text_vectors, text_labels)):
@@ -301,18 +302,19 @@ def model_fingerprint(model) -> str:
     """A hash of the model's name, config, processor settings and its weights.
 
     Each weight tensor contributes its name, shape, dtype, its sum and up to 4,096 evenly strided
-    values: any fine-tuning changes that. The result is remembered on the model together with every
-    tensor's version counter (which PyTorch bumps on each in-place change), so later calls cost
-    microseconds unless a weight was modified or reloaded.
+    values, and the model's ``weights_version()`` (a checksum of every value, so edits through
+    ``.data`` count too). The result is remembered per model with that version, so a later call
+    costs one pass over the weights (~0.4 s for ViT-B/32, see BENCHMARKS.md) unless a weight changed.
     """
     import torch
 
     state = model.model.state_dict()
-    versions = tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
-    remembered = getattr(model, "_clipviz_fingerprint", None)
-    if remembered is not None and remembered[0] == versions:
+    version = model.weights_version()  # reads every value: sees edits through .data too
+    remembered = _FINGERPRINTS.get(model)
+    if remembered is not None and remembered[0] == version:
         return remembered[1]
-    parts = [getattr(model, "name", ""), model.model.config.to_json_string(use_diff=False), _processor_settings(model)]
+    parts = [getattr(model, "name", ""), model.model.config.to_json_string(use_diff=False), _processor_settings(model),
+             version]
     with torch.no_grad():
         for name, tensor in state.items():
             flat = tensor.detach().reshape(-1)
@@ -322,10 +324,14 @@ def model_fingerprint(model) -> str:
             parts += [name, str(tuple(tensor.shape)), str(tensor.dtype), repr(total), sample.numpy().tobytes()]
     digest = _hash(*parts)
     try:
-        model._clipviz_fingerprint = (versions, digest)
-    except AttributeError:  # a model object that takes no new attributes: just recompute next time
+        _FINGERPRINTS[model] = (version, digest)
+    except TypeError:  # a model object that cannot be weakly referenced: just recompute next time
         pass
     return digest
+
+
+# model -> (weights version, fingerprint): kept here rather than written onto the model
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _tokenizer_settings(model) -> str:

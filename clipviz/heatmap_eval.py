@@ -27,13 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .heatmaps import Heatmap, heatmap
+from .heatmaps import HEATMAP_METHODS, Heatmap, heatmap, method_record
 
 #: shapes-world scene seed for held-out evaluation (training uses seeds >= 1,000,000)
 HELDOUT_SEED = 5
 
 
-def _check_box(box, heatmap_: Heatmap):
+def _check_box(box):
     if len(box) != 4:
         raise ValueError(f"a box is (x0, y0, x1, y1) in original-image pixels; got {box!r}")
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -56,7 +56,7 @@ def pointing_game(heatmap_: Heatmap, box, tolerance: float = 0.0) -> bool:
     ``box`` is (x0, y0, x1, y1) in original-image pixels, x1/y1 exclusive (as the shapes world and
     ``PIL.Image.crop`` give it). Ties go to the first maximum in row-major order.
     """
-    x0, y0, x1, y1 = _check_box(box, heatmap_)
+    x0, y0, x1, y1 = _check_box(box)
     x, y = heatmap_.peak
     cx, cy = x + 0.5, y + 0.5  # the pixel's centre
     return bool(x0 - tolerance <= cx < x1 + tolerance and y0 - tolerance <= cy < y1 + tolerance)
@@ -64,7 +64,7 @@ def pointing_game(heatmap_: Heatmap, box, tolerance: float = 0.0) -> bool:
 
 def energy_in_box(heatmap_: Heatmap, box) -> float:
     """Share of the map's total inside ``box`` (0..1); NaN pixels (outside the crop) count for nothing."""
-    _check_box(box, heatmap_)
+    _check_box(box)
     values = np.nan_to_num(heatmap_.image_map, nan=0.0)
     total = values.sum()
     if total <= 0:
@@ -101,7 +101,8 @@ class FaithfulnessCurve:
         return plot_faithfulness(self, ax=ax)
 
     def __repr__(self) -> str:
-        return f"FaithfulnessCurve({self.kind}, auc={self.auc:.3f}, random_auc={self.random_auc:.3f}, steps={len(self.fractions)})"
+        return (f"FaithfulnessCurve({self.kind}, auc={self.auc:.3f}, random_auc={self.random_auc:.3f}, "
+                f"steps={len(self.fractions)})")
 
 
 def _blurred(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -199,7 +200,8 @@ class LocalisationScore:
     energy: float
 
     def __repr__(self) -> str:
-        return f"LocalisationScore({self.model}, {self.method}, n={self.n}, pointing={self.pointing:.1%}, energy={self.energy:.1%})"
+        return (f"LocalisationScore({self.model}, {self.method}, n={self.n}, pointing={self.pointing:.1%}, "
+                f"energy={self.energy:.1%})")
 
 
 def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):
@@ -217,19 +219,25 @@ def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):
 
 
 def evaluate_localisation(model, queries, method: str = "relevance", **options) -> LocalisationScore:
-    """Pointing game and energy-in-box of ``method`` over ``queries`` = [(image, text, box), ...]."""
-    from .heatmaps import TEXT_METHODS
+    """Pointing game and energy-in-box of ``method`` over ``queries`` = [(image, text, box), ...].
 
+    Methods that do not read the text (``HEATMAP_METHODS[method].needs_text`` false) get none.
+    """
+    needs_text = method_record(method).needs_text
     hits, energies = [], []
     for image, text, box in queries:
-        hm = heatmap(model, image, text if method in TEXT_METHODS else None, method=method, **options)
+        hm = heatmap(model, image, text if needs_text else None, method=method, **options)
         hits.append(pointing_game(hm, box))
         energies.append(energy_in_box(hm, box))
     return LocalisationScore(model.name, method, options, len(queries), float(np.mean(hits)), float(np.mean(energies)))
 
 
-def evaluate_on_shapes(model, methods=("attention", "rollout", "relevance", "grad_eclip"), n: int = 200,
-                       seed: int = HELDOUT_SEED, lang: str = "en") -> list[LocalisationScore]:
-    """Pointing game and energy-in-box of each method (default options) on held-out two-object scenes."""
+def evaluate_on_shapes(model, methods=None, n: int = 200, seed: int = HELDOUT_SEED,
+                       lang: str = "en") -> list[LocalisationScore]:
+    """Pointing game and energy-in-box of each method (default options) on held-out two-object scenes.
+
+    ``methods``: names from ``clipviz.heatmaps.HEATMAP_METHODS`` (default: all of them).
+    """
+    methods = tuple(HEATMAP_METHODS) if methods is None else methods
     queries = shapes_queries(n, seed, lang)
     return [evaluate_localisation(model, queries, method) for method in methods]

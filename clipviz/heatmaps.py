@@ -41,6 +41,10 @@ to the smallest value among the other patches *before* normalisation, so they ne
 colour scale nor win the pointing game. The small bundled models have no sinks; large Hub models
 (e.g. ViT-L/14) do.
 
+``HEATMAP_METHODS`` holds one :class:`HeatmapMethod` record per method (label, needs text,
+options with defaults, layers to capture, compute); everything that offers a choice of method
+reads it. Drawing (``blend``, ``colour_table``) lives in :mod:`clipviz.plotting.heatmaps`.
+
 Everything here runs the model once per ``heatmap`` call. :func:`capture_attention` does that
 one run and keeps what every method needs; :func:`heatmap_from_capture` then recomputes any
 method / layer / head from it without touching the model (the AttentionApp's sliders use this).
@@ -48,29 +52,21 @@ method / layer / head from it without touching the model (the AttentionApp's sli
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
 from PIL import Image
 
 from . import images as _images
+from . import towers as _towers
 
-METHODS = ("attention", "rollout", "relevance", "grad_eclip")
-TEXT_METHODS = ("relevance", "grad_eclip")
 HEAD_FUSIONS = ("mean", "max", "min")
 DEFAULT_SINK_RATIO = 2.5
-
-_OPTIONS = {
-    "attention": {"layer": -1, "head": "mean"},
-    "rollout": {"start_layer": 0, "head_fusion": "mean"},
-    "relevance": {"start_layer": 0},
-    "grad_eclip": {"layer": -1},
-}
 
 
 # ------------------------------------------------------------------------------ validation
@@ -100,16 +96,6 @@ def resolve_head(head, n_heads: int):
     return int(head) % n_heads
 
 
-def _method_options(method: str, options: dict) -> dict:
-    if method not in METHODS:
-        raise ValueError(f"unknown heatmap method {method!r}; choose one of: {', '.join(METHODS)}")
-    unknown = sorted(set(options) - set(_OPTIONS[method]))
-    if unknown:
-        valid = ", ".join(f"{k}={v!r}" for k, v in _OPTIONS[method].items())
-        raise TypeError(f"method {method!r} has no option {unknown[0]!r}; its options are: {valid}")
-    return {**_OPTIONS[method], **options}
-
-
 # ------------------------------------------------------------------------------ capture
 @dataclass(eq=False)
 class AttentionCapture:
@@ -133,6 +119,7 @@ class AttentionCapture:
     tokens: list[str] | None = None  # display text of each content word piece
     token_relevance: np.ndarray | None = None  # Chefer relevance of each content token (raw)
     grad_eclip: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> [n_patches] raw map
+    readout: str = "cls"  # the tokens the model pools: "cls", or "patch_mean" (CLIPForImageClassification)
     _derived: dict = field(default_factory=dict, repr=False)
 
     def derived(self, key, compute):
@@ -141,16 +128,27 @@ class AttentionCapture:
             self._derived[key] = compute()
         return self._derived[key]
 
+    def readout_row(self):
+        """Row 0 (CLS), or the mean of the patch rows for a model whose head reads the mean patch state."""
+        if self.readout == "cls":
+            return 0
+        n_tokens = self.grid_size[0] * self.grid_size[1] + 1
+        weights = np.full(n_tokens, 1.0 / (n_tokens - 1))
+        weights[0] = 0.0
+        return weights
+
     def sinks(self, ratio: float = DEFAULT_SINK_RATIO) -> np.ndarray:
         """Boolean ``[grid_h, grid_w]``: patches whose residual norm exceeds ``ratio`` × the median."""
         return (self.patch_norms > ratio * np.median(self.patch_norms)).reshape(self.grid_size)
 
 
-def _load(model, image):
+def _load(model, image, resolution=None):
     """The upright RGB image and the processor's pixel values, with clear errors for bad input."""
     picture = _images.load_image(image)  # ImageLoadError (a ValueError) on anything unreadable
+    if resolution is not None:
+        _images.whole_image_size(picture.size, resolution, model.patch_size)  # TypeError/ValueError first
     try:
-        pixels = model.pixel_values([picture])
+        pixels = model.pixel_values([picture], resolution=resolution)
     except Exception as error:  # the processor's own errors name internals; say what failed
         raise _images.ImageLoadError(
             f"the {model.family} image processor could not read this {picture.size[0]}x{picture.size[1]} "
@@ -184,28 +182,62 @@ def relevance_row(cams: dict[int, np.ndarray], layers, row: int = 0) -> np.ndarr
     left, v ← v + v · cam_l from the last layer down: O(tokens²) per layer instead of O(tokens³).
     (numpy, not torch: small multi-threaded torch ops stall for milliseconds on a busy CPU.)
     """
-    size = cams[layers[0]].shape[-1]
-    vector = np.zeros(size, dtype=np.float64)
-    vector[row] = 1.0
+    vector = _start_vector(cams[layers[0]].shape[-1], row)
     for layer in reversed(list(layers)):
         vector = vector + vector @ cams[layer]
     return vector
 
 
-def capture_attention(model, image, text: str | None = None, *, layers=None, grad_eclip_layers=()) -> AttentionCapture:
+def _start_vector(size: int, row) -> np.ndarray:
+    """One-hot at ``row`` (an int), or ``row`` itself (a weight per token, e.g. a mean readout)."""
+    if np.ndim(row) == 0:
+        vector = np.zeros(size, dtype=np.float64)
+        vector[row] = 1.0
+        return vector
+    return np.asarray(row, dtype=np.float64)
+
+
+_NO_TARGET = object()
+
+
+def capture_attention(model, image, text: str | None = None, *, layers=None, grad_eclip_layers=(),
+                      target=_NO_TARGET, resolution=None) -> AttentionCapture:
     """Run ``model`` once on ``image`` (and ``text``) and keep the vision attention of ``layers``.
 
     With ``text``, the run also back-propagates the image–text logit s to every kept attention
     pattern (∂s/∂A, for relevance), to the text tower's patterns (token relevance) and, for
     ``grad_eclip_layers``, to those layers' attention outputs (Grad-ECLIP). ``layers=None``: all.
+
+    An image classifier (``CLIPForImageClassification``) has no text: ``target=`` (a label of
+    ``model.labels``, a class index, or ``None`` for the predicted class) makes s that class's logit.
+    ``resolution=`` (the short side in pixels, or ``(width, height)``) runs the vision tower on the
+    whole image, uncropped, at that size, with interpolated position embeddings; the patch grid is
+    then ``resolution / patch_size`` on the short side and follows the image's aspect on the long one.
     """
     from .families import text_pooling_positions, tower_modules
 
-    picture, pixels = _load(model, image)
+    classifier = getattr(model, "is_classifier", False)
+    if target is not _NO_TARGET and not classifier:
+        raise ValueError(
+            f"target= names a class of an image classifier; this model ({type(model.model).__name__}) explains "
+            "an image–text match: pass text= instead"
+        )
+    if classifier and text is not None:
+        raise ValueError(
+            f"this model is an image classifier with classes, not a text tower: pass target= (one of "
+            f"{model.labels[:5]}{'...' if len(model.labels) > 5 else ''} or a class index) instead of text={text!r}"
+        )
+    if text is not None:
+        model.require("text", "a text-conditioned map (relevance, grad_eclip)")
+    picture, pixels = _load(model, image, resolution)
     n_layers, n_heads = model.n_layers("vision"), model.n_heads("vision")
     layers = list(range(n_layers)) if layers is None else sorted({resolve_layer(l, n_layers) for l in layers})
     grad_eclip_layers = sorted({resolve_layer(l, n_layers) for l in grad_eclip_layers})
-    geometry = _images.CropGeometry.from_processor(model.processor, picture.size)
+    if resolution is None:
+        geometry = _images.CropGeometry.from_processor(model.processor, picture.size)
+    else:
+        geometry = _images.CropGeometry.whole_image(picture.size, tuple(pixels.shape[-1:-3:-1]))
+    grid_size = model.grid_of(pixels)
     last = n_layers - 1
     kept: dict[str, torch.Tensor] = {}
 
@@ -215,9 +247,31 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
     names = [f"vision.blocks.{l}.attn.hook_pattern" for l in layers] + [f"vision.blocks.{last}.hook_resid_post"]
     names += [f"vision.blocks.{l}.hook_resid_pre" for l in grad_eclip_layers]
     names += [f"vision.blocks.{l}.attn.hook_out" for l in grad_eclip_layers]
-    capture = AttentionCapture(picture, geometry, model.grid_size, n_layers, n_heads, {}, np.zeros(0), text=text)
+    capture = AttentionCapture(picture, geometry, grid_size, n_layers, n_heads, {}, np.zeros(0), text=text)
+    if classifier:
+        capture.readout = "patch_mean"  # its head reads the mean of the last layer's patch states
 
-    if text is None:
+    if classifier and target is not _NO_TARGET:
+        pixels = pixels.detach().clone().requires_grad_(True)  # the graph must exist even with frozen weights
+        with torch.enable_grad(), model.hooks([(n, keep) for n in names]):
+            class_logits = model.class_logits(pixels)[0]
+            index = int(class_logits.argmax()) if target is None else _towers.resolve_target(model.labels, target)
+            logit = class_logits[index]
+            wanted = [f"vision.blocks.{l}.attn.hook_pattern" for l in layers]
+            wanted += [f"vision.blocks.{l}.attn.hook_out" for l in grad_eclip_layers]
+            grads = dict(zip(wanted, torch.autograd.grad(logit, [kept[n] for n in wanted], allow_unused=True)))
+        capture.logit, capture.text = float(logit.detach()), model.labels[index]
+        capture.pattern_grads = {
+            l: _as_numpy(grads[f"vision.blocks.{l}.attn.hook_pattern"], kept[f"vision.blocks.{l}.attn.hook_pattern"])[0]
+            for l in layers
+        }
+        rows = list(range(1, grid_size[0] * grid_size[1] + 1))
+        for l in grad_eclip_layers:
+            capture.grad_eclip[l] = _grad_eclip_map(
+                model, tower_modules(model.layout.parts, model.family, "vision").blocks[l],
+                kept[f"vision.blocks.{l}.hook_resid_pre"], grads[f"vision.blocks.{l}.attn.hook_out"], rows=rows,
+            )
+    elif text is None:
         with torch.no_grad(), model.hooks([(n, keep) for n in names]):
             model.image_features(pixels)
     else:
@@ -248,7 +302,7 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
         }
         # token relevance: the same rule on the text tower, the pooled token's row over content tokens
         ids = tokens["input_ids"][0]
-        eos = getattr(model.model.config.text_config, "eos_token_id", None)
+        eos = getattr(model.tower_config("text"), "eos_token_id", None)
         pooled = int(text_pooling_positions(model.family, tokens["input_ids"], eos)[0])
         text_patterns = {l: _as_numpy(kept[n])[0] for l, n in enumerate(text_names)}
         text_grads = {l: _as_numpy(grads[n], kept[n])[0] for l, n in enumerate(text_names)}
@@ -261,7 +315,7 @@ def capture_attention(model, image, text: str | None = None, *, layers=None, gra
         capture.token_relevance = text_relevance[content]
         for l in grad_eclip_layers:
             capture.grad_eclip[l] = _grad_eclip_map(
-                model, tower_modules(model.model, model.family, "vision").blocks[l],
+                model, tower_modules(model.layout.parts, model.family, "vision").blocks[l],
                 kept[f"vision.blocks.{l}.hook_resid_pre"], grads[f"vision.blocks.{l}.attn.hook_out"],
             )
 
@@ -279,19 +333,28 @@ def _as_numpy(tensor, like=None) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float32).numpy()
 
 
-def _grad_eclip_map(model, block, resid_pre, grad_attn_out) -> np.ndarray:
-    """Grad-ECLIP (Zhao et al. 2024) for one CLIP-style vision block: H_i = ReLU(Σ_c w_c v_ic λ_i)."""
+def _grad_eclip_map(model, block, resid_pre, grad_attn_out, rows=(0,)) -> np.ndarray:
+    """Grad-ECLIP (Zhao et al. 2024) for one CLIP-style vision block: H_i = ReLU(Σ_c w_c v_ic λ_i).
+
+    ``rows``: the query tokens the model pools (CLS for CLIP's embedding). A head that reads the
+    mean of the patch states (CLIPForImageClassification) pools every patch: then
+    H_i = ReLU(Σ_q Σ_c w_qc v_ic λ_qi), which is the paper's formula when ``rows`` is CLS alone.
+    """
     layer, attention = block.block, block.attention
+    rows = list(rows)
     with torch.no_grad():
         hidden = layer.layer_norm1(resid_pre.detach())[0]  # [pos, d_model]
         query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
         # ∂s/∂o before the output projection: o ↦ o Wᵀ + b, so ∂s/∂o = ∂s/∂y · W
         weight = attention.out_proj.weight
-        channel_weights = grad_attn_out.detach()[0, 0].to(weight.dtype) @ weight  # CLS row, [d_model]
-        cosine = torch.nn.functional.cosine_similarity(query[:1].double(), key[1:].double(), dim=-1)
-        span = cosine.max() - cosine.min()
-        loosened = (cosine - cosine.min()) / span if span > 0 else torch.ones_like(cosine)
-        emap = torch.relu((channel_weights.double() * value[1:].double()).sum(-1) * loosened)
+        channel_weights = grad_attn_out.detach()[0, rows].to(weight.dtype) @ weight  # [n_rows, d_model]
+        q = torch.nn.functional.normalize(query[rows].double(), dim=-1)
+        k = torch.nn.functional.normalize(key[1:].double(), dim=-1)
+        cosine = q @ k.t()  # [n_rows, n_patches]
+        low, high = cosine.min(dim=-1, keepdim=True).values, cosine.max(dim=-1, keepdim=True).values
+        span = high - low
+        loosened = torch.where(span > 0, (cosine - low) / span.clamp_min(1e-300), torch.ones_like(cosine))
+        emap = torch.relu(((channel_weights.double() @ value[1:].double().t()) * loosened).sum(0))
     return emap.cpu().numpy()
 
 
@@ -301,7 +364,11 @@ def attention_map(capture: AttentionCapture, layer: int = -1, head="mean") -> np
     layer = resolve_layer(layer, capture.n_layers)
     head = resolve_head(head, capture.n_heads)
     pattern = _captured(capture.patterns, layer, "attention patterns")
-    rows = pattern[:, 0, 1:].astype(np.float64)  # [head, n_patches]
+    readout = capture.readout_row()
+    if np.ndim(readout) == 0:
+        rows = pattern[:, readout, 1:].astype(np.float64)  # [head, n_patches]
+    else:  # the pooled rows' mean attention
+        rows = np.einsum("q,hqk->hk", readout, pattern.astype(np.float64))[:, 1:]
     return rows.mean(axis=0) if head == "mean" else rows[head]
 
 
@@ -320,9 +387,7 @@ def rollout_layer(pattern: np.ndarray, head_fusion: str = "mean") -> np.ndarray:
 def rollout_row(augmented: dict[int, np.ndarray], layers, row: int = 0) -> np.ndarray:
     """Row ``row`` of Abnar & Zuidema 2020's R = Â_last ··· Â_first over ``layers`` (a row vector
     multiplied from the left, last layer first: O(tokens²) per layer)."""
-    size = augmented[layers[0]].shape[-1]
-    vector = np.zeros(size, dtype=np.float64)
-    vector[row] = 1.0
+    vector = _start_vector(augmented[layers[0]].shape[-1], row)
     for layer in reversed(list(layers)):
         vector = vector @ augmented[layer]
     return vector
@@ -335,10 +400,11 @@ def rollout_map(capture: AttentionCapture, start_layer: int = 0, head_fusion: st
     for layer in layers:
         _captured(capture.patterns, layer, "attention patterns")
     augmented = {
-        layer: capture.derived(("rollout", head_fusion, layer), lambda: rollout_layer(capture.patterns[layer], head_fusion))
+        layer: capture.derived(("rollout", head_fusion, layer),
+                               lambda layer=layer: rollout_layer(capture.patterns[layer], head_fusion))
         for layer in layers
     }
-    return rollout_row(augmented, layers)[1:]
+    return rollout_row(augmented, layers, row=capture.readout_row())[1:]
 
 
 def relevance_map(capture: AttentionCapture, start_layer: int = 0) -> np.ndarray:
@@ -347,12 +413,12 @@ def relevance_map(capture: AttentionCapture, start_layer: int = 0) -> np.ndarray
     layers = list(range(start, capture.n_layers))
     for layer in layers:
         _captured(capture.pattern_grads, layer, "attention gradients (capture with a text)")
-    cams = {
-        layer: capture.derived(("relevance", layer),
+    def cam(layer):
+        return capture.derived(("relevance", layer),
                                lambda: _relevance_cam(capture.patterns[layer], capture.pattern_grads[layer]))
-        for layer in layers
-    }
-    return relevance_row(cams, layers)[1:]
+
+    cams = {layer: cam(layer) for layer in layers}
+    return relevance_row(cams, layers, row=capture.readout_row())[1:]
 
 
 def grad_eclip_map(capture: AttentionCapture, layer: int = -1) -> np.ndarray:
@@ -367,7 +433,86 @@ def _captured(store: dict, layer: int, what: str):
     return store[layer]
 
 
-_MAPS = {"attention": attention_map, "rollout": rollout_map, "relevance": relevance_map, "grad_eclip": grad_eclip_map}
+# ------------------------------------------------------------------------------ the method table
+@dataclass(frozen=True)
+class HeatmapMethod:
+    """Everything clipviz knows about one heatmap method, in one place.
+
+    ``name``: the ``method=`` value; ``label``: how the apps name it; ``needs_text``: it explains an
+    image–text match (a text is required, and kept on the result); ``options``: every option with
+    its default (no others are accepted); ``capture``: ``(options, n_layers) -> (layers,
+    grad_eclip_layers)``, what :func:`capture_attention` must keep for these options;
+    ``compute``: ``(capture, **options) -> [n_patches]`` raw map; ``token_scores``: the result also
+    scores the text's word pieces; ``slider``: the option AttentionApp's layer slider drives (None:
+    the slider is off, as for Grad-ECLIP, whose app capture keeps the last layer only).
+
+    :func:`heatmap`, :func:`heatmap_from_capture`, ``AttentionApp`` and
+    :mod:`clipviz.heatmap_eval` read this table; a new method is one more record in ``HEATMAP_METHODS``.
+    """
+
+    name: str
+    label: str
+    needs_text: bool
+    options: Mapping[str, object]
+    capture: Callable[[dict, int], tuple[list[int], list[int]]]
+    compute: Callable[..., np.ndarray]
+    token_scores: bool = False
+    slider: str | None = None
+
+    def resolve_options(self, options: dict) -> dict:
+        """The defaults updated with ``options``; an unknown option is a TypeError that lists the valid ones."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+            raise TypeError(f"method {self.name!r} has no option {unknown[0]!r}; its options are: {valid}")
+        return {**self.options, **options}
+
+
+def _from_start_layer(options: dict, n_layers: int):
+    return list(range(resolve_layer(options["start_layer"], n_layers, "start_layer"), n_layers)), []
+
+
+HEATMAP_METHODS: Mapping[str, HeatmapMethod] = MappingProxyType({record.name: record for record in (
+    HeatmapMethod(
+        "attention", "attention", needs_text=False, options=MappingProxyType({"layer": -1, "head": "mean"}),
+        capture=lambda options, n_layers: ([options["layer"]], []), compute=attention_map, slider="layer",
+    ),
+    HeatmapMethod(
+        "rollout", "rollout", needs_text=False, options=MappingProxyType({"start_layer": 0, "head_fusion": "mean"}),
+        capture=_from_start_layer, compute=rollout_map, slider="start_layer",
+    ),
+    HeatmapMethod(
+        "relevance", "relevance (Chefer)", needs_text=True, options=MappingProxyType({"start_layer": 0}),
+        capture=_from_start_layer, compute=relevance_map, token_scores=True, slider="start_layer",
+    ),
+    HeatmapMethod(
+        "grad_eclip", "Grad-ECLIP", needs_text=True, options=MappingProxyType({"layer": -1}),
+        capture=lambda options, n_layers: ([n_layers - 1], [options["layer"]]), compute=grad_eclip_map,
+    ),
+)})
+
+#: the method names, and those that need a text (views of ``HEATMAP_METHODS``, kept for callers)
+METHODS = tuple(HEATMAP_METHODS)
+TEXT_METHODS = tuple(name for name, record in HEATMAP_METHODS.items() if record.needs_text)
+
+
+def method_record(method: str) -> HeatmapMethod:
+    """The :class:`HeatmapMethod` named ``method``, or a ValueError listing the methods."""
+    if method not in HEATMAP_METHODS:
+        raise ValueError(f"unknown heatmap method {method!r}; choose one of: {', '.join(HEATMAP_METHODS)}")
+    return HEATMAP_METHODS[method]
+
+
+def _check_option_values(options: dict, n_layers: int, n_heads: int) -> None:
+    """Validate option values against the model before it runs, so a typo costs nothing."""
+    if "layer" in options:
+        resolve_layer(options["layer"], n_layers)
+    if "head" in options:
+        resolve_head(options["head"], n_heads)
+    if "start_layer" in options:
+        resolve_layer(options["start_layer"], n_layers, "start_layer")
+    if options.get("head_fusion", "mean") not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, not {options['head_fusion']!r}")
 
 
 def normalise(values: np.ndarray) -> np.ndarray:
@@ -379,25 +524,43 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
+def check_sink_ratio(sink_ratio) -> float:
+    """``sink_ratio`` must be a finite number above 1: at or below 1 half the patches or more would be "sinks"."""
+    import numbers
+
+    from .errors import InvalidArgument, WrongType
+
+    if isinstance(sink_ratio, bool) or not isinstance(sink_ratio, numbers.Real):
+        raise WrongType("sink_ratio", f"got {type(sink_ratio).__name__} {sink_ratio!r}; pass a number above 1 "
+                                      f"(default {DEFAULT_SINK_RATIO}: a patch whose norm exceeds that many medians)")
+    if not (np.isfinite(sink_ratio) and sink_ratio > 1):
+        raise InvalidArgument("sink_ratio", f"{sink_ratio!r} would flag at least half the patches as sinks (a sink's norm "
+                                            f"is sink_ratio x the median patch norm): pass a number above 1, e.g. "
+                                            f"{DEFAULT_SINK_RATIO}")
+    return float(sink_ratio)
+
+
 def heatmap_from_capture(
     capture: AttentionCapture, method: str = "relevance", *, exclude_sinks: bool = False,
     sink_ratio: float = DEFAULT_SINK_RATIO, **options,
-) -> "Heatmap":
+) -> Heatmap:
     """A :class:`Heatmap` computed from an earlier :func:`capture_attention` (no model run)."""
-    options = _method_options(method, options)
-    raw = np.asarray(_MAPS[method](capture, **options), dtype=np.float64).reshape(capture.grid_size)
-    sinks = capture.sinks(sink_ratio)
+    record = method_record(method)
+    options = record.resolve_options(options)
+    sinks = capture.sinks(check_sink_ratio(sink_ratio))
+    raw = np.asarray(record.compute(capture, **options), dtype=np.float64).reshape(capture.grid_size)
     values = raw.copy()
-    if exclude_sinks and sinks.any() and not sinks.all():
+    excluded = bool(exclude_sinks and sinks.any() and not sinks.all())  # report only an exclusion that happened
+    if excluded:
         values[sinks] = values[~sinks].min()
     token_scores = None
-    if method == "relevance" and capture.token_relevance is not None:
+    if record.token_scores and capture.token_relevance is not None:
         token_scores = normalise_tokens(capture.token_relevance)
     return Heatmap(
         grid=normalise(values), raw=raw, image=capture.image, geometry=capture.geometry, method=method,
-        options=options, text=capture.text if method in TEXT_METHODS else None, logit=capture.logit,
+        options=options, text=capture.text if record.needs_text else None, logit=capture.logit,
         tokens=capture.tokens if token_scores is not None else None, token_scores=token_scores,
-        sinks=sinks, exclude_sinks=exclude_sinks,
+        sinks=sinks, exclude_sinks=excluded,
     )
 
 
@@ -409,7 +572,7 @@ def normalise_tokens(scores: np.ndarray) -> np.ndarray:
 
 
 def heatmap(model, image, text: str | None = None, method: str = "relevance", *, exclude_sinks: bool = False,
-            sink_ratio: float = DEFAULT_SINK_RATIO, **options) -> "Heatmap":
+            sink_ratio: float = DEFAULT_SINK_RATIO, target=None, resolution=None, **options) -> Heatmap:
     """Which patches of ``image`` (and which words of ``text``) drive the model's match.
 
     ``method``: ``"attention"`` (options ``layer=-1``, ``head="mean"``), ``"rollout"``
@@ -418,36 +581,50 @@ def heatmap(model, image, text: str | None = None, method: str = "relevance", *,
     docstring for the papers and formulas. ``exclude_sinks=True`` leaves high-norm sink patches
     (Darcet et al. 2024) out of the map. Returns a :class:`Heatmap` whose ``grid`` is scaled to [0, 1].
 
+    ``target``: for an image classifier (``CLIPForImageClassification``) the methods that need a text
+    explain a class logit instead: a label of ``model.labels`` or a class index (default: the
+    predicted class). ``resolution``: the whole image, uncropped, at this short side in pixels (or
+    ``(width, height)``), with interpolated position embeddings — a map over all of a non-square
+    photo and a finer grid; ``None`` (default) explains the processor's centre crop, the model's
+    training view. The model saw one resolution in training, so far from it maps get noisier
+    (BENCHMARKS.md, "Any resolution", gives the pointing game at 1× and 2×).
+
         >>> hm = clipviz.heatmap(model, "cat.jpg", "a photo of a cat")
         >>> hm.plot(); hm.overlay().save("cat_relevance.png")
     """
-    options = _method_options(method, options)
-    if method in TEXT_METHODS and text is None:
+    record = method_record(method)
+    options = record.resolve_options(options)
+    check_sink_ratio(sink_ratio)
+    classifier = getattr(model, "is_classifier", False)
+    if target is not None and not classifier:
+        raise ValueError(
+            f"target= names a class of an image classifier; this model ({type(model.model).__name__}) explains "
+            "an image–text match: pass text= instead"
+        )
+    if classifier:
+        if text is not None:
+            raise ValueError(
+                f"this model is an image classifier: it explains one of its classes, not a text — pass "
+                f"target= (a label such as {model.labels[0]!r}, or a class index) instead of text={text!r}"
+            )
+        if target is not None:
+            _towers.resolve_target(model.labels, target)  # a typo costs nothing
+    elif record.needs_text:
+        model.require("text", f"method {method!r}, which explains an image–text match "
+                              "(a vision tower alone supports method='attention' or 'rollout')")
+    if record.needs_text and text is None and not classifier:
         raise ValueError(f"method {method!r} explains an image–text match: pass text=")
-    if method not in TEXT_METHODS and text is not None:
+    if not record.needs_text and text is not None:
         warnings.warn(
-            f"method {method!r} does not depend on the text, which is ignored; use method='relevance' "
-            "or 'grad_eclip' for a text-conditioned map", UserWarning, stacklevel=2,
+            f"method {method!r} does not depend on the text, which is ignored; use one of "
+            f"{', '.join(repr(m) for m in TEXT_METHODS)} for a text-conditioned map", UserWarning, stacklevel=2,
         )
         text = None
-    n_layers, n_heads = model.n_layers("vision"), model.n_heads("vision")
-    # validate before running the model, so a typo costs nothing
-    if "layer" in options:
-        resolve_layer(options["layer"], n_layers)
-    if "head" in options:
-        resolve_head(options["head"], n_heads)
-    if "start_layer" in options:
-        resolve_layer(options["start_layer"], n_layers, "start_layer")
-    if options.get("head_fusion", "mean") not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, not {options['head_fusion']!r}")
-    if method == "attention":
-        layers = [options["layer"]]
-    elif method == "grad_eclip":
-        layers = [n_layers - 1]
-    else:
-        layers = range(resolve_layer(options["start_layer"], n_layers, "start_layer"), n_layers)
-    eclip = [options["layer"]] if method == "grad_eclip" else []
-    capture = capture_attention(model, image, text, layers=layers, grad_eclip_layers=eclip)
+    n_layers = model.n_layers("vision")
+    _check_option_values(options, n_layers, model.n_heads("vision"))
+    layers, eclip = record.capture(options, n_layers)
+    extra = {"target": target} if classifier and record.needs_text else {}
+    capture = capture_attention(model, image, text, layers=layers, grad_eclip_layers=eclip, resolution=resolution, **extra)
     return heatmap_from_capture(capture, method, exclude_sinks=exclude_sinks, sink_ratio=sink_ratio, **options)
 
 
@@ -468,30 +645,6 @@ def layer_head_grids(capture: AttentionCapture) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ the result
-def colour_table(cmap: str = "jet") -> np.ndarray:
-    """``[256, 3]`` float RGB of a matplotlib colormap (looked up once, reused per frame)."""
-    from matplotlib import colormaps
-
-    return colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
-
-
-def blend(base: np.ndarray, values: np.ndarray, alpha: float = 0.5, cmap="jet") -> np.ndarray:
-    """``base`` (uint8 ``[H, W, 3]``) with ``values`` (``[H, W]`` in [0, 1], NaN = no map) blended over it.
-
-    ``alpha`` is the map's opacity; ``cmap`` a colormap name or a table from :func:`colour_table`.
-    Returns uint8 ``[H, W, 3]``.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    table = colour_table(cmap) if isinstance(cmap, str) else cmap
-    index = np.clip(np.rint(np.nan_to_num(values, nan=0.0) * 255.0), 0, 255).astype(np.intp)
-    weight = np.where(np.isnan(values), np.float32(0.0), np.float32(alpha))[..., None]
-    colours = (np.asarray(table, dtype=np.float32) * 255.0)[index]
-    blended = base.astype(np.float32) + weight * (colours - base)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
-
 @dataclass(eq=False)
 class Heatmap:
     """A patch heatmap and how to show it on the original image.
@@ -514,15 +667,29 @@ class Heatmap:
     tokens: list[str] | None = None
     token_scores: np.ndarray | None = None
     sinks: np.ndarray | None = None
-    exclude_sinks: bool = False
-    _image_map: np.ndarray | None = field(default=None, repr=False)
+    exclude_sinks: bool = False  # True only when sink patches were actually excluded from the map
+    # (grid, image map) of the last grid mapped: a new ``grid`` (assigned or via ``replace``) maps anew
+    _mapped: tuple | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_grid(cls, grid, image: Image.Image, geometry: _images.CropGeometry, method: str = "custom",
+                  **fields) -> Heatmap:
+        """A heatmap from any ``[grid_h, grid_w]`` map in [0, 1] (a baseline, a ground-truth mask, ...).
+
+        ``raw`` defaults to ``grid``; ``fields`` are the other :class:`Heatmap` fields (``options``,
+        ``text``, ``sinks``, ...). Evaluation functions then treat it as any method's map.
+        """
+        grid = np.asarray(grid, dtype=np.float64)
+        fields.setdefault("raw", grid)
+        fields.setdefault("options", {})
+        return cls(grid=grid, image=image, geometry=geometry, method=method, **fields)
 
     @property
     def image_map(self) -> np.ndarray:
         """``[H, W]`` on the original image; NaN where the processor's crop cut the image."""
-        if self._image_map is None:
-            self._image_map = self.geometry.grid_to_image(self.grid)
-        return self._image_map
+        if self._mapped is None or self._mapped[0] is not self.grid:
+            self._mapped = (self.grid, self.geometry.grid_to_image(self.grid))
+        return self._mapped[1]
 
     @property
     def peak(self) -> tuple[int, int]:
@@ -532,6 +699,8 @@ class Heatmap:
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
         """The original image with the map blended over it (``alpha`` = map opacity; none outside the crop)."""
+        from .plotting.heatmaps import blend
+
         return Image.fromarray(blend(np.asarray(self.image), self.image_map, alpha, cmap))
 
     def plot(self, ax=None, alpha: float = 0.5, cmap: str = "jet", **kwargs):
@@ -552,13 +721,12 @@ class Heatmap:
         return f'<div style="font-family: sans-serif; font-size: 14px; white-space: pre-wrap">{spans}</div>'
 
     def _repr_html_(self) -> str:
-        buffer = io.BytesIO()
-        self.overlay().save(buffer, format="PNG")
-        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        from .plotting.encode import data_url
+
         width = min(max(self.image.size[0], 256), 512)
         caption = html.escape(self._describe())
         return (
-            f'<div><img src="data:image/png;base64,{encoded}" style="width: {width}px; image-rendering: pixelated" '
+            f'<div><img src="{data_url(self.overlay())}" style="width: {width}px; image-rendering: pixelated" '
             f'alt="{caption}"/><div style="font-family: sans-serif; font-size: 12px; color: #555">{caption}</div>'
             f"{self.tokens_html()}</div>"
         )
@@ -577,3 +745,13 @@ class Heatmap:
 
     def __repr__(self) -> str:
         return f"Heatmap({self._describe()}, grid={self.grid.shape[0]}x{self.grid.shape[1]}, image={self.image.size})"
+
+
+def __getattr__(name):
+    # The drawing helpers moved to clipviz.plotting.heatmaps (compute apart from pictures); the old
+    # names keep working without importing matplotlib at ``import clipviz.heatmaps``.
+    if name in ("blend", "colour_table"):
+        from .plotting import heatmaps as _drawing
+
+        return getattr(_drawing, name)
+    raise AttributeError(f"module 'clipviz.heatmaps' has no attribute {name!r}")

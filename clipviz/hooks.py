@@ -17,16 +17,18 @@ from __future__ import annotations
 import contextlib
 import difflib
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
+from .errors import ClipvizError, InvalidArgument, WrongType
+
 ATTENTION_IMPLEMENTATION = "clipviz"
 
 # attention module -> the pattern hook point attached to it (only while hooks are attached)
-_PATTERN_POINTS: "weakref.WeakKeyDictionary[nn.Module, HookPoint]" = weakref.WeakKeyDictionary()
+_PATTERN_POINTS: weakref.WeakKeyDictionary[nn.Module, HookPoint] = weakref.WeakKeyDictionary()
 
 
 @dataclass(eq=False)
@@ -42,6 +44,9 @@ class HookPoint:
     kind: str
     module: nn.Module | None = None
     fns: list[Callable] = field(default_factory=list)
+    # the one torch hook that runs ``fns``: registered with the first fn, removed with the last, so
+    # contexts that overlap may exit in any order and each takes away exactly its own fns
+    handle: object = field(default=None, repr=False)
 
     @property
     def tower(self) -> str:
@@ -58,7 +63,7 @@ class HookPoint:
             result = fn(tensor, hook=self)
             if result is not None:
                 if not isinstance(result, torch.Tensor) or result.shape != tensor.shape:
-                    raise ValueError(
+                    raise InvalidArgument(
                         f"hook on {self.name!r} returned {type(result).__name__} "
                         f"{tuple(getattr(result, 'shape', ()))}; a hook must return None or a tensor "
                         f"of the same shape {tuple(tensor.shape)}"
@@ -70,7 +75,7 @@ class HookPoint:
         return f"HookPoint({self.name!r}, {len(self.fns)} hook(s))"
 
 
-class UnknownHookError(KeyError):
+class UnknownHookError(ClipvizError, KeyError):
     """A hook name that the model does not have."""
 
     def __init__(self, name: str, valid: Iterable[str]):
@@ -112,34 +117,47 @@ def _input_hook(point: HookPoint):
     return clipviz_input_hook
 
 
+def _attach(point: HookPoint, fn: Callable) -> None:
+    if not point.fns:
+        if point.kind == "output":
+            point.handle = point.module.register_forward_hook(_output_hook(point))
+        elif point.kind == "input":
+            point.handle = point.module.register_forward_pre_hook(_input_hook(point), with_kwargs=True)
+        elif point.kind == "pattern":
+            _PATTERN_POINTS[point.module] = point
+    point.fns.append(fn)
+
+
+def _detach(point: HookPoint, fn: Callable) -> None:
+    # by identity, the last occurrence: the same fn attached twice is removed once per context
+    position = max(i for i, attached_fn in enumerate(point.fns) if attached_fn is fn)
+    del point.fns[position]
+    if not point.fns:
+        if point.handle is not None:
+            point.handle.remove()
+            point.handle = None
+        if point.kind == "pattern":
+            _PATTERN_POINTS.pop(point.module, None)
+
+
 @contextlib.contextmanager
 def attached(points: Iterable[tuple[HookPoint, Callable]]) -> Iterator[None]:
-    """Attach ``fn`` to each ``point`` for the duration of the block, then remove everything."""
-    handles: list = []
-    added: list[tuple[HookPoint, Callable]] = []  # removed by identity, so nested contexts compose
+    """Attach ``fn`` to each ``point`` for the duration of the block, then remove exactly those.
+
+    Contexts compose when nested and when they overlap and exit out of order: each removes its own
+    functions, and a point's torch hook goes only with its last function.
+    """
+    added: list[tuple[HookPoint, Callable]] = []
     try:
         for point, fn in points:
             if not callable(fn):
-                raise TypeError(f"the hook for {point.name!r} is not callable: {fn!r}")
-            if not point.fns:
-                if point.kind == "output":
-                    handles.append(point.module.register_forward_hook(_output_hook(point)))
-                elif point.kind == "input":
-                    handles.append(
-                        point.module.register_forward_pre_hook(_input_hook(point), with_kwargs=True)
-                    )
-                elif point.kind == "pattern":
-                    _PATTERN_POINTS[point.module] = point
-            point.fns.append(fn)
+                raise WrongType("hooks", f"the hook for {point.name!r} is not callable: {fn!r}")
+            _attach(point, fn)
             added.append((point, fn))
         yield
     finally:
-        for handle in handles:
-            handle.remove()
         for point, fn in reversed(added):
-            del point.fns[len(point.fns) - 1 - point.fns[::-1].index(fn)]
-            if point.kind == "pattern" and not point.fns:
-                _PATTERN_POINTS.pop(point.module, None)
+            _detach(point, fn)
 
 
 def clipviz_hooks_on(model: nn.Module) -> int:

@@ -127,7 +127,7 @@ class JointUMAP:
             "method", "n_components", "n_neighbors", "min_dist", "n_epochs", "init", "perplexity",
             "close_gap", "random_state", "fast_knn", "disk_cache")}
 
-    def set_params(self, **params) -> "JointUMAP":
+    def set_params(self, **params) -> JointUMAP:
         valid = self.get_params()
         for name, value in params.items():
             if name not in valid:
@@ -158,7 +158,7 @@ class JointUMAP:
         if n_points < minimum:
             raise ValueError(f"{self.method} needs at least {minimum} points, got {n_points}")
 
-    def fit(self, X, y=None) -> "JointUMAP":
+    def fit(self, X, y=None) -> JointUMAP:
         """Fit the map to an :class:`Embeddings` or a tuple ``(image_vectors, text_vectors)``."""
         embeddings = as_embeddings(X)
         self._validate(len(embeddings))
@@ -269,12 +269,12 @@ def enable_umap_disk_cache() -> int:
         return 0
     _DISK_CACHE_ENABLED = True
     try:
-        from numba.core.caching import NullCache
-        from numba.core.registry import CPUDispatcher
         import umap.layouts
         import umap.spectral
         import umap.umap_
         import umap.utils
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
     except ImportError:  # a numba layout we do not know: stay correct, just slower
         return 0
     switched = 0

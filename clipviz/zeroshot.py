@@ -13,8 +13,10 @@ shapes world. A model's family picks the default language (CLIP and AltCLIP: Eng
 Chinese); ``lang=`` overrides it, and ``templates=`` takes a set name, one template with ``"{}"`` or a
 list of them.
 
-Label embeddings are computed once per (labels, templates) and kept in a small LRU cache on the
-model object, so asking new images the same question costs only the image encoding.
+Label embeddings are computed once per (labels, templates) and kept in a small LRU cache per model
+(keyed on the text tower's ``weights_version``, so any weight edit is noticed), so asking new images
+the same question costs only the image encoding. While hooks are attached to the text tower the
+cache is neither read nor filled: a hooked run answers for itself only.
 
     >>> result = clipviz.zeroshot.classify(model, images, ["red circle", "blue square"])
     >>> result.probs.shape, result.top(1)
@@ -22,19 +24,21 @@ model object, so asking new images the same question costs only the image encodi
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+import numbers
 import re
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import images as _images
+from .errors import InvalidArgument, WrongType
+from .model import check_encodable
 
 # ---------------------------------------------------------------- templates, per language
 #: ``TEMPLATES[lang][set_name]`` is a tuple of templates; ``"{}"`` marks where the label goes.
@@ -96,7 +100,8 @@ LANGUAGES = tuple(TEMPLATES)
 DEFAULT_TEMPLATE_SET = "ensemble"
 FAMILY_LANGUAGE = {"clip": "en", "chinese_clip": "zh", "altclip": "en"}
 
-_LABEL_CACHE_ATTRIBUTE = "_zeroshot_label_cache"
+# model -> OrderedDict of label embeddings; kept here, not on the model, and gone with the model
+_LABEL_CACHES: weakref.WeakKeyDictionary[object, OrderedDict] = weakref.WeakKeyDictionary()
 LABEL_CACHE_SIZE = 16  # (labels, templates) entries kept per model
 _LABEL_SEPARATORS = re.compile(r"[,，、;；\n]")  # ASCII and CJK commas, semicolons, new lines
 
@@ -106,14 +111,22 @@ def default_language(model) -> str:
     return FAMILY_LANGUAGE.get(getattr(model, "family", None), "en")
 
 
-def default_template_set(model) -> str:
-    """``"shapes"`` for the bundled shapes-world models, ``"ensemble"`` for every other model.
+#: top-level key of a checkpoint's config.json naming its default template set (a key of ``TEMPLATES[lang]``)
+TEMPLATE_SET_KEY = "clipviz_template_set"
 
-    The bundled models learned their vocabulary from shapes-world captions only: words such as
-    "photo" or "sculpture" are unknown to them and make CLIP's photo-style ensemble worse than
-    saying the label the way their captions do (see tests/test_zeroshot.py for the figures).
+
+def default_template_set(model) -> str:
+    """The template set the checkpoint's config names (``TEMPLATE_SET_KEY``), else ``"ensemble"``.
+
+    The bundled models carry ``"clipviz_template_set": "shapes"``: they learned their vocabulary
+    from shapes-world captions only, so words such as "photo" or "sculpture" are unknown to them and
+    make CLIP's photo-style ensemble worse than saying the label the way their captions do (see
+    tests/test_zeroshot.py for the figures). The marker travels with the checkpoint, so the choice
+    holds however the model is loaded (bundled name, its directory, a copy) and whatever it is named.
     """
-    return "shapes" if str(getattr(model, "name", "")).startswith("shapes-") else DEFAULT_TEMPLATE_SET
+    config = getattr(getattr(model, "model", None), "config", None)
+    marked = getattr(config, TEMPLATE_SET_KEY, None)
+    return marked if isinstance(marked, str) and marked else DEFAULT_TEMPLATE_SET
 
 
 def template_sets(lang: str = "en") -> dict[str, tuple[str, ...]]:
@@ -123,9 +136,11 @@ def template_sets(lang: str = "en") -> dict[str, tuple[str, ...]]:
 
 
 def _check_language(lang: str) -> None:
+    if not isinstance(lang, str):
+        raise WrongType("lang", f"got {type(lang).__name__} {lang!r}; pass a language code: {', '.join(LANGUAGES)}")
     if lang not in TEMPLATES:
-        raise ValueError(
-            f"no templates for language {lang!r}; built-in languages: {', '.join(LANGUAGES)}. "
+        raise InvalidArgument(
+            "lang", f"no templates for language {lang!r}; built-in languages: {', '.join(LANGUAGES)}. "
             "For another language pass your own: templates=['{} ...', ...] (with lang= any name you like)."
         )
 
@@ -139,19 +154,23 @@ def resolve_templates(templates=None, lang: str = "en") -> tuple[str, ...]:
             return (templates,)
         _check_language(lang)
         if templates not in TEMPLATES[lang]:
-            raise ValueError(
-                f"{templates!r} is neither a template (it has no '{{}}' where the label goes) nor a template "
+            raise InvalidArgument(
+                "templates", f"{templates!r} is neither a template (it has no '{{}}' where the label goes) nor a template "
                 f"set of language {lang!r} ({', '.join(TEMPLATES[lang])})"
             )
         return TEMPLATES[lang][templates]
+    if not isinstance(templates, (list, tuple)):
+        raise WrongType("templates", f"got {type(templates).__name__}; pass a set name, a template with '{{}}' or a "
+                                     "list of templates")
     templates = tuple(templates)
     if not templates:
-        raise ValueError("templates is empty: pass None (the default set), a set name, or templates with '{}'")
+        raise InvalidArgument("templates", "is empty: pass None (the default set), a set name, or templates with '{}'")
     for template in templates:
         if not isinstance(template, str):
-            raise TypeError(f"templates must be strings; got {type(template).__name__}: {template!r}")
+            raise WrongType("templates", f"templates must be strings; got {type(template).__name__}: {template!r}")
+        check_encodable(template, "templates")
         if "{}" not in template:
-            raise ValueError(f"template {template!r} has no '{{}}' where the label goes, e.g. 'a photo of a {{}}.'")
+            raise InvalidArgument("templates", f"template {template!r} has no '{{}}' where the label goes, e.g. 'a photo of a {{}}.'")
     return templates
 
 
@@ -164,27 +183,30 @@ def parse_labels(text: str) -> list[str]:
 def check_labels(labels) -> list[str]:
     """Labels as a list of stripped strings; a ``ValueError`` saying what to fix otherwise."""
     if isinstance(labels, str):
-        raise TypeError(
-            f"labels must be a list of class names, not one string ({labels[:40]!r}); "
+        raise WrongType(
+            "labels", f"labels must be a list of class names, not one string ({labels[:40]!r}); "
             "for comma-separated text use clipviz.zeroshot.parse_labels(text)"
         )
+    if labels is not None and (isinstance(labels, (bytes, dict)) or not isinstance(labels, Iterable)):
+        raise WrongType("labels", f"got {type(labels).__name__}; pass a list of class names, e.g. ['cat', 'dog']")
     labels = list(labels) if labels is not None else []
     if not labels:
-        raise ValueError("no labels were given: pass at least one class name, e.g. ['cat', 'dog']")
+        raise InvalidArgument("labels", "no labels were given: pass at least one class name, e.g. ['cat', 'dog']")
     for position, label in enumerate(labels):
         if not isinstance(label, str):
-            raise TypeError(f"label {position} is a {type(label).__name__} ({label!r}); labels must be strings")
+            raise WrongType("labels", f"label {position} is a {type(label).__name__} ({label!r}); labels must be strings")
+        check_encodable(label, f"labels[{position}]")
     stripped = [label.strip() for label in labels]
     blank = [str(i) for i, label in enumerate(stripped) if not label]
     if blank:
-        raise ValueError(
-            f"label(s) at position {', '.join(blank)} are empty or only whitespace: remove them or give them a name"
+        raise InvalidArgument(
+            "labels", f"label(s) at position {', '.join(blank)} are empty or only whitespace: remove them or give them a name"
         )
     first_seen: dict[str, int] = {}
     for position, label in enumerate(stripped):
         if label in first_seen:
-            raise ValueError(
-                f"label {label!r} appears twice (positions {first_seen[label]} and {position}): each label is one "
+            raise InvalidArgument(
+                "labels", f"label {label!r} appears twice (positions {first_seen[label]} and {position}): each label is one "
                 "class and gets one probability, so remove the repeat (or reword one of them)"
             )
         first_seen[label] = position
@@ -197,40 +219,41 @@ def prompts_for(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
     return [template.replace("{}", label) for label in labels for template in templates]
 
 
-# ---------------------------------------------------------------- label embeddings, cached on the model
-def _weights_version(model) -> tuple:
-    """Changes whenever a weight is replaced or updated in place (optimiser steps, load_state_dict)."""
-    return tuple((p.data_ptr(), p._version) for p in model.model.parameters())
-
-
+# ---------------------------------------------------------------- label embeddings, cached per model
 def label_embeds(model, labels, templates=None, lang: str | None = None, batch_size: int = 256) -> torch.Tensor:
     """``[n_labels, D]`` unit-norm class embeddings: each label's prompts averaged, then re-normalised.
 
     The mean of unit text embeddings over the templates, re-normalised, is CLIP's prompt ensemble
-    (Radford et al. 2021). Results are cached on ``model`` per (labels, templates); the cache is
-    dropped for a model whose weights have changed since.
+    (Radford et al. 2021). Results are cached per model and (labels, templates), keyed on
+    ``model.weights_version("text")``: any change to a text-tower weight, in place or through
+    ``.data``, is a new key. While clipviz hooks are attached to the text tower the cache is
+    bypassed both ways (never read, never filled), so a hooked call gets the hooked answer and
+    later unhooked calls the plain one.
     """
     labels = tuple(check_labels(labels))
     lang = default_language(model) if lang is None else lang
     templates = resolve_templates(default_template_set(model) if templates is None else templates, lang)
-    cache = model.__dict__.setdefault(_LABEL_CACHE_ATTRIBUTE, OrderedDict())
-    key = (labels, templates, _weights_version(model), str(model.device), model.dtype)
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
+    hooked = bool(model.hooks_in_use("text"))
+    cache = None if hooked else _LABEL_CACHES.setdefault(model, OrderedDict())
+    if cache is not None:
+        key = (labels, templates, model.weights_version("text"), str(model.device), model.dtype)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
     prompts = prompts_for(labels, templates)
     embeds = model.text_embeds(prompts, batch_size=batch_size).float()  # [n_labels * n_templates, D]
     embeds = embeds.view(len(labels), len(templates), -1).mean(dim=1)
     embeds = embeds / embeds.norm(dim=-1, keepdim=True)
-    cache[key] = embeds
-    while len(cache) > LABEL_CACHE_SIZE:
-        cache.popitem(last=False)
+    if cache is not None:
+        cache[key] = embeds
+        while len(cache) > LABEL_CACHE_SIZE:
+            cache.popitem(last=False)
     return embeds
 
 
 def clear_label_cache(model) -> None:
-    """Forget the label embeddings cached on ``model``."""
-    model.__dict__.pop(_LABEL_CACHE_ATTRIBUTE, None)
+    """Forget the label embeddings cached for ``model``."""
+    _LABEL_CACHES.pop(model, None)
 
 
 # ---------------------------------------------------------------- the result
@@ -239,11 +262,11 @@ _THUMBNAIL = 40  # pixels
 
 
 def _thumbnail_uri(image) -> str:
+    from .plotting.encode import data_url
+
     thumb = image.copy()
     thumb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(thumb)
 
 
 @dataclass(eq=False)
@@ -280,9 +303,17 @@ class ZeroShotResult:
         For a result of one image (or with ``image=i``) a list of pairs; for several images a list
         of such lists, one per image.
         """
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise WrongType("k", f"got {type(k).__name__} {k!r}; pass how many labels to list, e.g. k=5")
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise InvalidArgument("k", f"must be at least 1, got {k}")
         k = min(k, len(self.labels))
+        if image is not None:
+            if isinstance(image, bool) or not isinstance(image, numbers.Integral):
+                raise WrongType("image", f"got {type(image).__name__} {image!r}; pass the index of an image, 0..{len(self) - 1}")
+            if not -len(self) <= image < len(self):
+                raise InvalidArgument("image", f"{image} is out of range: this result has {len(self)} image(s), so pass "
+                                               f"0..{len(self) - 1} (or negative, from the end)")
         rows = range(len(self)) if image is None else [range(len(self))[image]]
         tops = []
         for row in rows:
@@ -331,9 +362,26 @@ def scores(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor) -> tup
     return logits.numpy(), probs.numpy()
 
 
-def classify(model, images, labels, templates=None, lang: str | None = None, batch_size: int = 32,
+def zero_shot_result(model, image_embeds: torch.Tensor, class_embeds: torch.Tensor, labels: list[str],
+                     templates: tuple[str, ...], lang: str, images, *, model_name: str | None = None) -> ZeroShotResult:
+    """The one way a :class:`ZeroShotResult` is made (``classify``, ``compare`` and ``ZeroShotApp``).
+
+    ``image_embeds``: unit-norm ``[n_images, D]`` of ``images``; ``class_embeds``: ``[n_labels, D]``
+    from :func:`label_embeds` for ``labels`` (checked) with ``templates`` (resolved) in ``lang``.
+    """
+    logits, probs = scores(model, image_embeds, class_embeds)
+    name = getattr(model, "name", "") if model_name is None else model_name
+    return ZeroShotResult(labels=list(labels), probs=probs, logits=logits, templates=tuple(templates), lang=lang,
+                          model_name=name, images=list(images))
+
+
+def classify(model, images, labels=None, templates=None, lang: str | None = None, batch_size: int = 32,
              text_batch_size: int = 256) -> ZeroShotResult:
     """Zero-shot classify ``images`` (one or a list: paths, PIL images, arrays) over ``labels``.
+
+    An image classifier (``CLIPForImageClassification``) answers with its own head instead:
+    ``labels`` may then be left out (all of ``model.labels``) or name a subset
+    (:func:`clipviz.towers.classify_with_head`).
 
     ``templates``: ``None`` (the language's ``"ensemble"`` set; ``"shapes"`` for the bundled
     models, see ``default_template_set``), a set name (``"single"``,
@@ -342,15 +390,17 @@ def classify(model, images, labels, templates=None, lang: str | None = None, bat
     family's (``default_language``). Images are encoded ``batch_size`` at a time, prompts
     ``text_batch_size`` at a time; label embeddings are cached on the model (``label_embeds``).
     """
+    if getattr(model, "is_classifier", False):  # CLIPForImageClassification: its own head, no prompts
+        from .towers import classify_with_head
+
+        return classify_with_head(model, images, labels, batch_size=batch_size)
     lang = default_language(model) if lang is None else lang
     labels = check_labels(labels)
     resolved = resolve_templates(default_template_set(model) if templates is None else templates, lang)
     class_embeds = label_embeds(model, labels, resolved, lang=lang, batch_size=text_batch_size)
     loaded = _images.load_images(images)
     image_embeds = model.image_embeds(loaded, batch_size=batch_size)
-    logits, probs = scores(model, image_embeds, class_embeds)
-    return ZeroShotResult(labels=labels, probs=probs, logits=logits, templates=resolved, lang=lang,
-                          model_name=getattr(model, "name", ""), images=loaded)
+    return zero_shot_result(model, image_embeds, class_embeds, labels, resolved, lang, loaded)
 
 
 # ---------------------------------------------------------------- compare
@@ -390,7 +440,8 @@ class ZeroShotComparison:
         return "".join(parts)
 
 
-def compare(models, images, labels, templates=None, lang: str | None = None, batch_size: int = 32) -> ZeroShotComparison:
+def compare(models, images, labels, templates=None, lang: str | None = None,
+            batch_size: int = 32) -> ZeroShotComparison:
     """Classify the same ``images`` with several models and/or label languages, side by side.
 
     ``models``: one model, a list, or a ``{name: model}`` dict. ``labels``: a list (one language,
@@ -408,11 +459,11 @@ def compare(models, images, labels, templates=None, lang: str | None = None, bat
             name = Path(str(getattr(model, "name", "") or model.family)).name or model.family
             named[name if name not in named else f"{name} ({len(named)})"] = model
     if not named:
-        raise ValueError("no models were given: pass a model, a list of models or a {name: model} dict")
+        raise InvalidArgument("models", "no models were given: pass a model, a list of models or a {name: model} dict")
     by_language = dict(labels) if isinstance(labels, Mapping) else {lang: labels}
     sizes = {code: len(check_labels(values)) for code, values in by_language.items()}
     if len(set(sizes.values())) > 1:
-        raise ValueError(f"every language must name the same classes in the same order; got counts {sizes}")
+        raise InvalidArgument("labels", f"every language must name the same classes in the same order; got counts {sizes}")
     loaded = _images.load_images(images)
     results = {}
     for model_name, model in named.items():
@@ -420,9 +471,8 @@ def compare(models, images, labels, templates=None, lang: str | None = None, bat
         for code, values in by_language.items():
             language = default_language(model) if code is None else code
             resolved = resolve_templates(default_template_set(model) if templates is None else templates, language)
-            class_embeds = label_embeds(model, values, resolved, lang=language)
-            logits, probs = scores(model, image_embeds, class_embeds)
             entry = model_name if len(by_language) == 1 and len(named) > 1 else f"{model_name} · {language}"
-            results[entry] = ZeroShotResult(labels=check_labels(values), probs=probs, logits=logits,
-                                            templates=resolved, lang=language, model_name=model_name, images=loaded)
+            class_embeds = label_embeds(model, values, resolved, lang=language)
+            results[entry] = zero_shot_result(model, image_embeds, class_embeds, check_labels(values), resolved,
+                                              language, loaded, model_name=model_name)
     return ZeroShotComparison(results)

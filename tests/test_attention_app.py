@@ -67,7 +67,8 @@ def test_app_maps_equal_heatmap(tiny_hooked, photos):
     app = AttentionApp(model, images=photos, prompt=PROMPT)
     app.state.image_index = 1
     app.state.layer = 1
-    np.testing.assert_allclose(app.heatmap.grid, heatmap(model, photos[1], PROMPT, start_layer=1).grid, atol=1e-5)  # sdpa vs eager in uncaptured layers: float noise
+    # atol: sdpa vs eager in uncaptured layers, float noise
+    np.testing.assert_allclose(app.heatmap.grid, heatmap(model, photos[1], PROMPT, start_layer=1).grid, atol=1e-5)
     app.state.method = "attention"
     app.state.head = 3
     expected = heatmap(model, photos[1], method="attention", layer=1, head=3).grid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ import clipviz
 from clipviz import heatmap_eval
 from clipviz.heatmaps import (
     METHODS,
+    Heatmap,
     capture_attention,
     heatmap,
     heatmap_from_capture,
@@ -135,8 +135,9 @@ def test_grad_eclip_matches_its_formula(tiny_hooked, photo):
         ("vision.blocks.1.hook_resid_pre", lambda t, hook: kept.__setitem__("pre", t)),
         ("vision.blocks.1.attn.hook_out", lambda t, hook: kept.__setitem__("out", t)),
     ]):
-        logit = hooked.logit_scale * (hooked.image_features(pixels) * hooked.text_features(hooked.tokenize([TEXT]))).sum()
-        grad_out, = torch.autograd.grad(logit, [kept["out"]])
+        text_embed = hooked.text_features(hooked.tokenize([TEXT]))
+        logit = hooked.logit_scale * (hooked.image_features(pixels) * text_embed).sum()
+        (grad_out,) = torch.autograd.grad(logit, [kept["out"]])
     with torch.no_grad():
         x = layer.layer_norm1(kept["pre"])[0]
         q, k, v = layer.self_attn.q_proj(x), layer.self_attn.k_proj(x), layer.self_attn.v_proj(x)
@@ -198,9 +199,7 @@ def test_image_map_lands_on_the_object_in_a_non_square_image(tiny_hooked, squash
     p = crop.shape[0] // gh
     grid = darkness.reshape(gh, p, gw, p).mean(axis=(1, 3))
     geometry = CropGeometry.from_processor(hooked.processor, image.size)
-    hm = heatmap(hooked, image, method="attention")
-    hm.grid = grid / grid.max()
-    hm._image_map = None
+    hm = Heatmap.from_grid(grid / grid.max(), image, geometry)
     peak_x, peak_y = hm.peak
     assert abs(peak_x - cx) <= geometry.crop_box[2] / gw and abs(peak_y - cy) <= height / gh
     assert cx - r - 1 <= peak_x <= cx + r and cy - r - 1 <= peak_y <= cy + r
@@ -226,20 +225,11 @@ def test_heatmap_grid_shape_follows_the_model(tiny_hooked, photo):
 @pytest.mark.parametrize("image_size, patch, grid", [(28, 4, 7), (56, 4, 14), (64, 4, 16), (96, 4, 24)])
 def test_every_published_patch_grid(tmp_path, image_size, patch, grid):
     """The grids of B/32 (7×7), B/16 (14×14), L/14 (16×16) and L/14@336 (24×24), on small random towers."""
-    from transformers import CLIPConfig, CLIPModel
+    from clipviz.testing import CORPUS, random_checkpoint
 
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-    from tiny_models import CORPUS
-    from tiny_models import TEXT as TEXT_TOWER
-
-    tokenizer = build_tokenizer("clip", CORPUS, vocab_size=300, model_max_length=32)
-    text = dict(TEXT_TOWER, vocab_size=len(tokenizer), max_position_embeddings=32, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     vision = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
                   image_size=image_size, patch_size=patch)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(tmp_path)
-    build_processor("clip", tokenizer, image_size).save_pretrained(tmp_path)
+    random_checkpoint(tmp_path, "clip", vision=vision, projection_dim=8, corpus=CORPUS, logit_scale=None)
     model = clipviz.load(tmp_path)
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (75, 130, 3), dtype=np.uint8))
     for method in METHODS:
@@ -361,11 +351,10 @@ def test_rich_display_and_plot(tiny_hooked, photo):
 
 # ------------------------------------------------------------------------------ evaluation
 def test_pointing_game_and_energy_in_box(tiny_hooked, photo):
-    hm = heatmap(tiny_hooked["clip"], photo, method="attention")
-    hm.grid = np.zeros((4, 4))
-    hm.grid[1, 2] = 1.0
-    hm._image_map = None
-    geometry = hm.geometry
+    grid = np.zeros((4, 4))
+    grid[1, 2] = 1.0
+    geometry = CropGeometry.from_processor(tiny_hooked["clip"].processor, photo.size)
+    hm = Heatmap.from_grid(grid, photo, geometry)
     x0, y0, x1, y1 = geometry.crop_box
     cell_w, cell_h = (x1 - x0) / 4, (y1 - y0) / 4
     box = (x0 + 2 * cell_w, y0 + 1 * cell_h, x0 + 3 * cell_w, y0 + 2 * cell_h)
@@ -398,7 +387,7 @@ def _bundled(name):
     from clipviz import zoo
 
     if name not in zoo.available():
-        pytest.skip(f"bundled model {name} is not trained yet (clipviz/zoo/models/{name} absent)")
+        pytest.fail(f"bundled model {name} is missing from clipviz/zoo/models (python -m clipviz.zoo.train)")
     return clipviz.load(name)
 
 
@@ -420,3 +409,37 @@ def test_relevance_points_at_the_named_object(name, one_thread):
     # text (or found only the more salient object) could not pass
     assert score.pointing >= 0.85, score
     assert score.energy > 0.3, score
+
+
+# ------------------------------------------------------------------------------ the method table
+def test_every_method_is_one_record_used_everywhere(tiny_hooked, photo):
+    """Options, text need and layers to capture come from the record: change the record, change them all."""
+    from clipviz.heatmaps import HEATMAP_METHODS
+    from clipviz.widgets.attention import AttentionApp
+
+    model = tiny_hooked["clip"]
+    app = AttentionApp(model, images=[photo], prompt=TEXT)
+    assert [value for _, value in app._method.options] == list(HEATMAP_METHODS)
+    for name, record in HEATMAP_METHODS.items():
+        hm = heatmap(model, photo, TEXT if record.needs_text else None, method=name)
+        assert hm.options == dict(record.options)
+        assert (hm.text == TEXT) == record.needs_text
+        assert (hm.token_scores is not None) == record.token_scores
+        app.state.method = name
+        assert app.last_error is None and app.heatmap.method == name
+        assert app._layer.disabled == (record.slider is None)
+        with pytest.raises(TypeError, match=f"method {name!r} has no option 'colour'"):
+            heatmap(model, photo, TEXT if record.needs_text else None, method=name, colour=1)
+
+
+def test_heatmap_from_grid_maps_a_new_grid_anew(tiny_hooked, photo):
+    geometry = CropGeometry.from_processor(tiny_hooked["clip"].processor, photo.size)
+    grid = np.zeros((4, 4))
+    grid[0, 0] = 1.0
+    hm = Heatmap.from_grid(grid, photo, geometry)
+    first_peak = hm.peak
+    moved = np.zeros((4, 4))
+    moved[3, 3] = 1.0
+    hm.grid = moved  # a new grid is mapped again, not served from the cache
+    assert hm.peak != first_peak and hm.peak[0] > first_peak[0] and hm.peak[1] > first_peak[1]
+    assert np.array_equal(hm.raw, grid) and hm.method == "custom"

@@ -44,7 +44,8 @@ def test_gradients_flow_through_the_pattern(tiny_hooked, photos, texts):
         kept.append(pattern)
 
     with torch.enable_grad(), model.hooks([("vision.blocks.0.attn.hook_pattern", keep)]):
-        score = (model.image_features(model.pixel_values(photos[:1])) @ model.text_features(model.tokenize(texts[:1])).T).sum()
+        image = model.image_features(model.pixel_values(photos[:1]))
+        score = (image @ model.text_features(model.tokenize(texts[:1])).T).sum()
         score.backward()
     assert kept[0].grad is not None and kept[0].grad.abs().sum() > 0
     model.model.zero_grad(set_to_none=True)
@@ -82,7 +83,8 @@ def test_no_hook_left_after_run_with_cache_fails(tiny_hooked, photos):
         model.run_with_cache(pixel_values=torch.zeros(1, 3, 7, 7))
     assert clipviz_hooks_on(model.model) == 0
     # transformers' own capture hooks (installed by output_attentions=True) are not counted as ours
-    model.model(pixel_values=model.pixel_values(photos), input_ids=model.tokenize("a")["input_ids"], output_attentions=True)
+    model.model(pixel_values=model.pixel_values(photos), input_ids=model.tokenize("a")["input_ids"],
+                output_attentions=True)
     assert clipviz_hooks_on(model.model) == 0
 
 

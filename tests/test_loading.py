@@ -30,7 +30,8 @@ def test_dtype_option(tiny_models, photos):
 def test_unknown_family_is_a_clear_error(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)).save_pretrained(tmp_path)
+    config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    BertModel(config).save_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text("{}")
     (tmp_path / "vocab.txt").write_text("[PAD]\n")
     with pytest.raises(UnsupportedModelError, match="clip, chinese_clip, altclip"):
@@ -98,17 +99,34 @@ def test_malicious_pickle_is_refused(tiny_models, tmp_path):
     assert not os.path.exists("/tmp/clipviz_pwned")
 
 
-def test_never_trusts_remote_code():
-    import inspect
+def test_never_trusts_remote_code(tiny_models, family, monkeypatch):
+    """Every from_pretrained that clipviz.load makes says trust_remote_code=False (recorded, not grepped)."""
+    import transformers
 
-    import clipviz.loading
+    calls = []
 
-    source = inspect.getsource(clipviz.loading)
-    assert "trust_remote_code=True" not in source
-    assert source.count("trust_remote_code=False") >= 3
+    def recording(owner):
+        original = owner.from_pretrained  # bound to ``owner``
+
+        def from_pretrained(*args, **kwargs):
+            calls.append((owner.__name__, kwargs))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, "from_pretrained", from_pretrained)
+
+    from clipviz.towers import SUPPORTED_CLASSES
+
+    # the model class is read from config.json by clipviz itself (no AutoConfig): every class it may load is recorded
+    for owner in (transformers.AutoConfig, transformers.AutoProcessor, transformers.AutoImageProcessor,
+                  transformers.AutoTokenizer, *(getattr(transformers, name) for name in SUPPORTED_CLASSES)):
+        recording(owner)
+    clipviz.load(tiny_models[family])
+    assert "AutoProcessor" in {name for name, _ in calls} and len(calls) >= 2, calls
+    assert all(kwargs.get("trust_remote_code") is False for _, kwargs in calls), calls
 
 
-@pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")])
+@pytest.mark.parametrize("name, family", [("shapes-clip", "clip"), ("shapes-chinese-clip", "chinese_clip"),
+                                          ("shapes-altclip", "altclip")])
 def test_bundled_models_load_offline(name, family):
     model = clipviz.load(name)
     assert model.family == family and model.grid_size == (8, 8)

@@ -1,8 +1,9 @@
 """The repository's promises: two set-up commands, CI runs the README's test command, one dependency list."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +56,14 @@ def test_import_is_light():
     code = "import sys, clipviz; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_ci_lints_before_the_tests():
+    """.ci/run runs ruff (from the dev extra) before the README's test command."""
+    text = ROOT.joinpath(".ci/run").read_text()
+    ci = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    lint = next(i for i, line in enumerate(ci) if line.endswith("ruff check ."))
+    assert lint < len(ci) - 1 and ci[-1] == _readme_commands()[1]
+    project = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())
+    assert any(r.startswith("ruff") for r in project["project"]["optional-dependencies"]["dev"])
+    assert "select" in project["tool"]["ruff"]["lint"]

@@ -12,50 +12,34 @@ from PIL import Image
 
 import clipviz
 from clipviz.hooks import clipviz_hooks_on
+from clipviz.testing import TEXT_B, VIT_B16, VIT_B32, VIT_L14_336
 
 pytestmark = pytest.mark.slow
 
 PUBLISHED = {
     # family: (vision config, text config, projection_dim, expected grid, text context, processor size rule)
-    "clip": (
-        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
-        dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8, max_position_embeddings=77),
-        512, (7, 7), 77,
-    ),
+    "clip": (VIT_B32, dict(TEXT_B, max_position_embeddings=77), 512, (7, 7), 77),
     "chinese_clip": (
-        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
-        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512),
+        VIT_B16,
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+             max_position_embeddings=512),
         512, (14, 14), 512,
     ),
     "altclip": (
-        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224),
-        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, max_position_embeddings=514, project_dim=768),
+        dict(VIT_L14_336, image_size=224),
+        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+             max_position_embeddings=514, project_dim=768),
         768, (16, 16), 512,
     ),
 }
 
 
 def _build(family, directory):
-    from transformers import AltCLIPConfig, AltCLIPModel, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
-
-    from clipviz.zoo.tokenizers import build_processor, build_tokenizer
-    from tiny_models import CORPUS
+    from clipviz.testing import random_checkpoint
 
     vision, text, projection, _, context = PUBLISHED[family]
-    tokenizer = build_tokenizer(family, CORPUS * 4, vocab_size=300, model_max_length=context)
-    text = dict(text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    if family == "clip":
-        text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    config_class, model_class = {
-        "clip": (CLIPConfig, CLIPModel),
-        "chinese_clip": (ChineseCLIPConfig, ChineseCLIPModel),
-        "altclip": (AltCLIPConfig, AltCLIPModel),
-    }[family]
-    torch.manual_seed(0)
-    model = model_class(config_class(text_config=text, vision_config=vision, projection_dim=projection))
-    model.save_pretrained(directory)
-    build_processor(family, tokenizer, vision["image_size"]).save_pretrained(directory)
-    del model
+    random_checkpoint(directory, family, vision=vision, text=text, projection_dim=projection, context=context,
+                      logit_scale=None)
 
 
 @pytest.mark.parametrize("family", list(PUBLISHED))
@@ -64,7 +48,8 @@ def test_published_architecture(family, tmp_path):
     model = clipviz.load(tmp_path, device="cpu")
     _, _, projection, grid, context = PUBLISHED[family]
     assert model.family == family and model.grid_size == grid and model.context_length == context
-    photos = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 400 - 100 * i, 3), dtype=np.uint8)) for i in range(2)]
+    photos = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 400 - 100 * i, 3), dtype=np.uint8))
+              for i in range(2)]
     texts = ["a red circle", "blue square " * 300]  # the second one runs to the full context
     with pytest.warns(UserWarning, match="truncated"):
         logits = model.logits(photos, texts)

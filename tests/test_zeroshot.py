@@ -70,7 +70,8 @@ def test_label_embeddings_are_computed_once_and_refreshed_when_weights_change(ti
     model = clipviz.load(tiny_models["clip"])  # a private copy: this test changes its weights
     calls = []
     original = model.text_embeds
-    monkeypatch.setattr(model, "text_embeds", lambda texts, batch_size=256: calls.append(len(texts)) or original(texts, batch_size))
+    monkeypatch.setattr(model, "text_embeds",
+                        lambda texts, batch_size=256: calls.append(len(texts)) or original(texts, batch_size))
     first = label_embeds(model, LABELS, "ensemble")
     again = label_embeds(model, list(LABELS), "ensemble")
     assert calls == [len(LABELS) * 10] and again is first
@@ -78,7 +79,8 @@ def test_label_embeddings_are_computed_once_and_refreshed_when_weights_change(ti
     assert calls == [len(LABELS) * 10, len(LABELS)]
     with torch.no_grad():
         weight = model.model.text_projection.weight
-        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))  # in place, as an optimiser
+        # in place, as an optimiser does
+        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     changed = label_embeds(model, LABELS, "ensemble")
     assert len(calls) == 3 and not torch.allclose(changed, first)
 
@@ -146,7 +148,8 @@ def test_compare_models_and_languages(tiny_hooked, photos):
     by_model = compare(models, photos[:2], ["red circle", "blue square"])
     assert len(by_model.results) == 2
     assert all(r.probs.shape == (2, 2) for r in by_model.results.values())
-    languages = {"en": ["red circle", "blue square"], "zh": ["红色圆形", "蓝色正方形"], "fr": ["cercle rouge", "carré bleu"]}
+    languages = {"en": ["red circle", "blue square"], "zh": ["红色圆形", "蓝色正方形"],
+                 "fr": ["cercle rouge", "carré bleu"]}
     by_language = compare({"alt": tiny_hooked["altclip"]}, photos[:2], languages)
     assert by_language.names == ["alt · en", "alt · zh", "alt · fr"]
     assert by_language.results["alt · zh"].templates == zeroshot.TEMPLATES["zh"]["ensemble"]
@@ -266,8 +269,8 @@ def test_app_default_gallery_is_the_shapes_world(tiny_hooked):
 def _bundled(name):
     from clipviz import zoo
 
-    if name not in zoo.available():
-        pytest.skip(f"bundled model {name!r} is not trained/installed yet (clipviz/zoo/models)")
+    # a missing bundled model is a failure, not a skip: every default in clipviz depends on them
+    assert name in zoo.available(), f"bundled model {name!r} is missing from clipviz/zoo/models"
     return clipviz.load(name)
 
 
@@ -300,3 +303,20 @@ def test_ensemble_at_least_as_accurate_as_single_template(name):
     # and averaging does not cost accuracy against its members alone: the phrasings are near-synonyms
     # to the model, so allow the noise of one scene in 300
     assert figures["shapes"] >= np.mean(list(members.values())) - 1 / len(scenes)
+
+
+def test_default_template_set_follows_the_checkpoint_marker_not_the_name(tiny_models, tmp_path):
+    """The config's clipviz_template_set picks the default, however the model is loaded or named."""
+    import json
+    import shutil
+
+    from clipviz import zoo
+
+    bundled = clipviz.load(zoo.path("shapes-clip"))  # a directory, not the bundled name
+    assert zeroshot.default_template_set(bundled) == "shapes"
+    assert classify(bundled, Image.new("RGB", (64, 64)), LABELS).templates == zeroshot.TEMPLATES["en"]["shapes"]
+    assert zeroshot.default_template_set(clipviz.load(tiny_models["clip"])) == "ensemble"
+    marked = shutil.copytree(tiny_models["clip"], tmp_path / "not-a-shapes-name")
+    config = json.loads((marked / "config.json").read_text())
+    (marked / "config.json").write_text(json.dumps({**config, zeroshot.TEMPLATE_SET_KEY: "single"}))
+    assert zeroshot.default_template_set(clipviz.load(marked)) == "single"

@@ -104,22 +104,6 @@ def plot_embedding_map(coords, embeddings, *, ax=None, color_by: str = "modality
     return ax
 
 
-def plot_modality_gap(gap, ax=None):
-    """A bar of the gap's size beside the two centroid norms (a :class:`clipviz.projection.ModalityGap`)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 2.5))
-    names = ["‖image centre‖", "‖text centre‖", "gap ‖Δ‖"]
-    values = [np.linalg.norm(gap.image_centroid), np.linalg.norm(gap.text_centroid), gap.norm]
-    ax.barh(names, values, color=[IMAGE_COLOUR, TEXT_COLOUR, "0.4"])
-    for y, value in enumerate(values):
-        ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)
-    ax.set_xlim(0, max(values) * 1.25 or 1)
-    ax.set_title("Modality gap (Liang et al. 2022)", fontsize=9)
-    return ax
-
-
 def _colours(embeddings, color_by: str):
     """Per-row RGBA colours and legend handles for them."""
     from matplotlib import colormaps, colors

@@ -1,12 +1,37 @@
-"""Matplotlib renderers for heatmaps: overlays, word scores, layer × head grids, faithfulness curves.
+"""Renderers for heatmaps: overlays, word scores, layer × head grids, faithfulness curves.
 
 They take computed objects (``clipviz.heatmaps.Heatmap``, arrays from ``layer_head_grids``,
 ``clipviz.heatmap_eval.FaithfulnessCurve``) and ``ax=None``; they never run a model.
+:func:`blend` is the numpy overlay behind ``Heatmap.overlay()`` and the AttentionApp's picture
+(no matplotlib figure: a few milliseconds per frame).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def colour_table(cmap: str = "jet") -> np.ndarray:
+    """``[256, 3]`` float RGB of a matplotlib colormap (looked up once, reused per frame)."""
+    from matplotlib import colormaps
+
+    return colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
+
+
+def blend(base: np.ndarray, values: np.ndarray, alpha: float = 0.5, cmap="jet") -> np.ndarray:
+    """``base`` (uint8 ``[H, W, 3]``) with ``values`` (``[H, W]`` in [0, 1], NaN = no map) blended over it.
+
+    ``alpha`` is the map's opacity; ``cmap`` a colormap name or a table from :func:`colour_table`.
+    Returns uint8 ``[H, W, 3]``.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    table = colour_table(cmap) if isinstance(cmap, str) else cmap
+    index = np.clip(np.rint(np.nan_to_num(values, nan=0.0) * 255.0), 0, 255).astype(np.intp)
+    weight = np.where(np.isnan(values), np.float32(0.0), np.float32(alpha))[..., None]
+    colours = (np.asarray(table, dtype=np.float32) * 255.0)[index]
+    blended = base.astype(np.float32) + weight * (colours - base)
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
 def _axes(ax, figsize=(4, 4)):

@@ -15,31 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import io
 from collections import OrderedDict
 
 import ipywidgets as widgets
 import numpy as np
 import traitlets
-from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
-from ..heatmaps import (
-    METHODS,
-    TEXT_METHODS,
-    blend,
-    capture_attention,
-    colour_table,
-    heatmap_from_capture,
-    layer_head_grids,
-)
-from ..images import load_image
+from ..errors import InvalidArgument
+from ..heatmaps import HEATMAP_METHODS, capture_attention, heatmap_from_capture, layer_head_grids
+from ..images import image_label, load_image
+from ..plotting.encode import image_bytes
+from ..plotting.heatmaps import blend, colour_table
+from .reporting import check_choice, check_index, refuse_invalid, show_error
 
 _CAPTURES_KEPT = 8  # (image, prompt) pairs whose captures stay in memory
 _DISPLAY_SIDE = 320  # pixels, the longer side of the picture in the app
-_METHOD_LABELS = {"attention": "attention", "rollout": "rollout", "relevance": "relevance (Chefer)",
-                  "grad_eclip": "Grad-ECLIP"}
 
 
 class AttentionState(traitlets.HasTraits):
@@ -47,24 +40,11 @@ class AttentionState(traitlets.HasTraits):
 
     image_index = traitlets.Int(0)
     prompt = traitlets.Unicode("")
-    method = traitlets.Enum(METHODS, default_value="relevance")
+    method = traitlets.Unicode("relevance")  # one of HEATMAP_METHODS: checked by the app, which reports a refusal
     layer = traitlets.Int(0)  # "layer" for attention, "start layer" for rollout and relevance
     head = traitlets.Union([traitlets.Int(), traitlets.Unicode()], default_value="mean")
     opacity = traitlets.Float(0.5)
     exclude_sinks = traitlets.Bool(False)
-
-
-def _jpeg(frame: np.ndarray) -> bytes:
-    """uint8 ``[H, W, 3]`` as JPEG: for photos it encodes several times faster than PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
-def _figure_png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.canvas.print_png(buffer)
-    return buffer.getvalue()
 
 
 def _display_frame(capture, side: int):
@@ -91,10 +71,14 @@ class AttentionApp(widgets.VBox):
     ``images``: image sources (paths, PIL images, arrays); default: six held-out two-object scenes
     of the shapes world. ``labels``: names for the picker. ``prompt``: the starting text.
 
-    The layer slider is the ``layer`` of ``attention`` and the ``start_layer`` of ``rollout`` and
-    ``relevance`` (Grad-ECLIP always uses the last layer); the head selector applies to
-    ``attention``. ``app.state`` holds the choices (set them from code too); ``app.heatmap`` is the
+    The methods and their controls come from ``clipviz.heatmaps.HEATMAP_METHODS``: the layer slider
+    drives each record's ``slider`` option (``layer`` of ``attention``, ``start_layer`` of
+    ``rollout`` and ``relevance``; Grad-ECLIP always uses the last layer), the head selector a
+    ``head`` option. ``app.state`` holds the choices (set them from code too); ``app.heatmap`` is the
     :class:`~clipviz.heatmaps.Heatmap` on show; errors appear in the app, under the controls.
+
+    For an image classifier (``CLIPForImageClassification``) the prompt box is a menu of its classes
+    (``state.prompt`` is the chosen label; ``""`` explains the predicted class).
 
         >>> AttentionApp(clipviz.load(), images=["cat.jpg", "dog.jpg"], prompt="a photo of a cat")
     """
@@ -109,20 +93,38 @@ class AttentionApp(widgets.VBox):
         sources = list(images) if isinstance(images, (list, tuple)) else [images]
         if not sources:
             raise ValueError("AttentionApp needs at least one image")
+        if method not in HEATMAP_METHODS:
+            raise InvalidArgument("method", f"{method!r} is not one of {', '.join(HEATMAP_METHODS)}")
         self.model = model
         self.images = [load_image(source) for source in sources]
-        labels = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(sources)]
+        labels = list(labels) if labels is not None else [image_label(s, i) for i, s in enumerate(sources)]
         self.n_layers, self.n_heads = model.n_layers("vision"), model.n_heads("vision")
         self.state = AttentionState(prompt=prompt or "", method=method, layer=0)
         self._captures: OrderedDict = OrderedDict()
         self.capture = None
         self.heatmap = None
         self.last_error: str | None = None
+        # values set from code are checked before the state takes them; a refusal shows in the app
+        refuse_invalid(self, self.state, {
+            "image_index": check_index("image_index", lambda: len(self.images), "image"),
+            "method": check_choice("method", lambda: tuple(HEATMAP_METHODS)),
+            "layer": check_index("layer", lambda: self.n_layers, "layer"),
+            "head": check_choice("head", lambda: ["mean", *range(self.n_heads)]),
+            "opacity": _check_opacity,
+        })
 
         self._image_picker = widgets.Dropdown(options=[(l, i) for i, l in enumerate(labels)], description="image")
-        self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
-                                    placeholder="a text to explain (needed for relevance, Grad-ECLIP)")
-        self._method = widgets.Dropdown(options=[(_METHOD_LABELS[m], m) for m in METHODS], value=method,
+        if getattr(model, "is_classifier", False):
+            self.state.prompt = prompt if prompt in model.labels else ""
+            self._prompt = widgets.Dropdown(options=[("predicted class", "")] + [(label, label) for label in model.labels],
+                                            value=self.state.prompt, description="class")
+        else:
+            self._prompt = widgets.Text(value=self.state.prompt, description="prompt", continuous_update=False,
+                                        placeholder="a text to explain (needed for relevance, Grad-ECLIP)")
+            if "text" not in getattr(model, "towers", ("text",)):
+                self.state.prompt, self._prompt.value = "", ""
+                self._prompt.disabled, self._prompt.placeholder = True, "a vision tower alone: no text to explain"
+        self._method = widgets.Dropdown(options=[(r.label, r.name) for r in HEATMAP_METHODS.values()], value=method,
                                         description="method")
         self._layer = widgets.IntSlider(min=0, max=self.n_layers - 1, value=0, description="start layer",
                                         continuous_update=False)
@@ -150,7 +152,8 @@ class AttentionApp(widgets.VBox):
                                  self._opacity, self._sinks])
         grid_box = widgets.Accordion(children=[self._grid_view], titles=("all layers × heads (CLS attention)",),
                                      selected_index=0)
-        super().__init__([widgets.HBox([controls, widgets.VBox([self._view, self._caption, self._tokens])]), grid_box, self._errors])
+        picture = widgets.VBox([self._view, self._caption, self._tokens])
+        super().__init__([widgets.HBox([controls, picture]), grid_box, self._errors])
 
         self.state.observe(self._on_input, names=["image_index", "prompt"])
         self.state.observe(self._on_view, names=["method", "layer", "head", "opacity", "exclude_sinks"])
@@ -158,10 +161,7 @@ class AttentionApp(widgets.VBox):
 
     # ------------------------------------------------------------------ callbacks
     def _report(self, error: Exception | None):
-        self._errors.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
-        self.last_error = None if error is None else f"{type(error).__name__}: {error}"
-        if error is not None:
-            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+        show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
 
     def _on_input(self, change=None):
         """A new image or prompt: run the model once (or reuse a cached run), then redraw everything."""
@@ -183,33 +183,41 @@ class AttentionApp(widgets.VBox):
 
     # ------------------------------------------------------------------ compute
     def _capture(self, index: int, prompt: str):
-        key = (index, prompt)
+        if self.model.hooks_in_use():  # a hooked run answers for itself only: neither read nor kept
+            return capture_attention(self.model, self.images[index], prompt or None,
+                                     grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        key = (index, prompt, self.model.weights_version())  # any weight edit is a new run
         if key in self._captures:
             self._captures.move_to_end(key)
             return self._captures[key]
-        capture = capture_attention(self.model, self.images[index], prompt or None,
-                                    grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        if getattr(self.model, "is_classifier", False):  # explain a class logit: the chosen or predicted class
+            capture = capture_attention(self.model, self.images[index], target=prompt or None,
+                                        grad_eclip_layers=[self.n_layers - 1])
+        else:
+            capture = capture_attention(self.model, self.images[index], prompt or None,
+                                        grad_eclip_layers=[self.n_layers - 1] if prompt else [])
         self._captures[key] = capture
         while len(self._captures) > _CAPTURES_KEPT:
             self._captures.popitem(last=False)
         return capture
 
     def _options(self) -> dict:
-        state = self.state
-        if state.method == "attention":
-            return {"layer": state.layer, "head": state.head}
-        if state.method in ("rollout", "relevance"):
-            return {"start_layer": state.layer}
-        return {}
+        """The method's options that the controls set (the others keep their defaults)."""
+        record = HEATMAP_METHODS[self.state.method]
+        options = {record.slider: self.state.layer} if record.slider else {}
+        if "head" in record.options:
+            options["head"] = self.state.head
+        return options
 
     # ------------------------------------------------------------------ drawing
     def _draw(self, new_image: bool):
         state = self.state
-        self._layer.description = "layer" if state.method == "attention" else "start layer"
-        self._layer.disabled = state.method == "grad_eclip"
-        self._head.disabled = state.method != "attention"
-        if state.method in TEXT_METHODS and self.capture.text is None:
-            raise ValueError(f"{_METHOD_LABELS[state.method]} explains an image–text match: type a prompt")
+        record = HEATMAP_METHODS[state.method]
+        self._layer.description = (record.slider or "layer").replace("_", " ")
+        self._layer.disabled = record.slider is None
+        self._head.disabled = "head" not in record.options
+        if record.needs_text and self.capture.text is None:
+            raise ValueError(f"{record.label} explains an image–text match: type a prompt")
         self.heatmap = heatmap_from_capture(self.capture, state.method, exclude_sinks=state.exclude_sinks,
                                             **self._options())
         if new_image or self._display is None:
@@ -217,11 +225,11 @@ class AttentionApp(widgets.VBox):
         geometry, base = self._display
         # the same blend as Heatmap.overlay(), at display resolution: a few ms per move
         frame = blend(base, geometry.grid_to_image(self.heatmap.grid), state.opacity, self._colours)
-        self._view.value = _jpeg(frame)
+        self._view.value = image_bytes(frame, "jpeg", quality=92)  # JPEG: several times faster than PNG for photos
         options = ", ".join(f"{k}={v}" for k, v in self.heatmap.options.items())
         logit = f" · logit {self.capture.logit:.2f}" if self.capture.logit is not None else ""
         sinks = int(self.heatmap.sinks.sum())
-        sink_note = f" · {sinks} sink patch(es){' excluded' if state.exclude_sinks else ''}" if sinks else ""
+        sink_note = f" · {sinks} sink patch(es){' excluded' if self.heatmap.exclude_sinks else ''}" if sinks else ""
         self._caption.value = (f'<span style="font-family: sans-serif; font-size: 12px">'
                                f"{html.escape(state.method)}({html.escape(options)}){logit}{sink_note}</span>")
         self._tokens.value = self.heatmap.tokens_html()
@@ -232,12 +240,10 @@ class AttentionApp(widgets.VBox):
         grids = layer_head_grids(self.capture)
         self._grid_figure.set_size_inches(0.9 * grids.shape[1] + 0.6, 0.9 * grids.shape[0] + 0.4)
         plot_layer_head_grid(grids, fig=self._grid_figure)
-        self._grid_view.value = _figure_png(self._grid_figure)
+        self._grid_view.value = image_bytes(self._grid_figure)
 
 
-def _label(source, index: int) -> str:
-    from pathlib import Path
+def _check_opacity(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidArgument("opacity", f"{value!r}: pass a number from 0 (photo only) to 1 (map only)")
 
-    if isinstance(source, (str, Path)):
-        return f"{index}: {Path(source).name}"
-    return f"image {index}"

@@ -20,6 +20,7 @@ import traitlets
 
 from .attention import AttentionApp
 from .embedding import EmbeddingApp
+from .reporting import show_error
 from .zeroshot import ZeroShotApp
 
 TABS = ("map", "zero-shot", "heatmaps")
@@ -121,12 +122,9 @@ class Dashboard(widgets.VBox):
         try:
             function(*args)
         except Exception as error:  # noqa: BLE001 - anything a selection can raise belongs in the message
-            self.last_error = f"{type(error).__name__}: {error}"
-            self._errors.outputs = ()
-            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+            show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
             return
-        self.last_error = None
-        self._errors.outputs = ()
+        show_error(self, None)
 
     def _show_header(self) -> None:
         model = self.model

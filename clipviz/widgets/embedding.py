@@ -98,7 +98,7 @@ class EmbeddingApp(widgets.VBox):
         self._guarded(self._refit)
 
     @classmethod
-    def from_model(cls, model, images=None, texts=None, labels=None, *, cache=None, **options) -> "EmbeddingApp":
+    def from_model(cls, model, images=None, texts=None, labels=None, *, cache=None, **options) -> EmbeddingApp:
         """Embed ``images`` and ``texts`` with ``model`` (see :func:`clipviz.embed`) and open the app."""
         from ..embeddings import embed
 

@@ -12,8 +12,6 @@ it works in every Jupyter frontend and in exported notebooks, and the same PNG i
 from __future__ import annotations
 
 import contextlib
-import io
-from pathlib import Path
 
 import ipywidgets as widgets
 import traitlets
@@ -21,7 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..images import ImageLoadError, load_image, load_image_bytes
+from ..errors import InvalidArgument
+from ..images import ImageLoadError, image_label, load_image, load_image_bytes
+from ..plotting.encode import image_bytes
 from ..zeroshot import (
     LANGUAGES,
     TEMPLATES,
@@ -31,8 +31,9 @@ from ..zeroshot import (
     label_embeds,
     parse_labels,
     resolve_templates,
-    scores,
+    zero_shot_result,
 )
+from .reporting import check_choice, check_index, refuse_invalid, show_error
 
 _THUMBNAIL = 56  # pixels, gallery strip
 _DEFAULT_K = 10
@@ -48,24 +49,10 @@ class ZeroShotState(traitlets.HasTraits):
     k = traitlets.Int(_DEFAULT_K)
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.canvas.print_png(buffer)
-    return buffer.getvalue()
-
-
 def _thumbnail_png(image: Image.Image) -> bytes:
     thumb = image.copy()
     thumb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _image_name(source, index: int) -> str:
-    if isinstance(source, (str, Path)):
-        return f"{index}: {Path(source).name}"
-    return f"image {index}"
+    return image_bytes(thumb)
 
 
 def _uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -75,9 +62,9 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
     return [(item["name"], bytes(item["content"])) for item in value]
 
 
-def decode_upload(name: str, content: bytes) -> Image.Image:
-    """An uploaded file as an upright RGB image; ``ImageLoadError`` in plain words if it is not one."""
-    return load_image_bytes(content, name)
+def _check_k(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument("k", f"{value!r}: pass how many labels to show, 1 or more")
 
 
 class ZeroShotApp(widgets.VBox):
@@ -102,10 +89,11 @@ class ZeroShotApp(widgets.VBox):
         super().__init__()
         lang = default_language(model) if lang is None else lang
         templates = default_template_set(model) if templates is None else templates
+        _check_k(k)
         if lang not in TEMPLATES:
-            raise ValueError(f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
+            raise InvalidArgument("lang", f"no templates for language {lang!r}; choose one of {', '.join(LANGUAGES)}")
         if templates not in TEMPLATES[lang]:
-            raise ValueError(f"no template set {templates!r}; choose one of {', '.join(TEMPLATES[lang])}")
+            raise InvalidArgument("templates", f"no template set {templates!r}; choose one of {', '.join(TEMPLATES[lang])}")
         if images is None:
             from ..data import shapes
 
@@ -119,15 +107,22 @@ class ZeroShotApp(widgets.VBox):
             raise ValueError("ZeroShotApp needs at least one image (or none at all, for the shapes-world gallery)")
         self.model = model
         self.images: list[Image.Image] = [load_image(source) for source in sources]
-        self.names: list[str] = list(names) if names is not None else [_image_name(s, i) for i, s in enumerate(sources)]
+        self.names: list[str] = list(names) if names is not None else [image_label(s, i) for i, s in enumerate(sources)]
         labels_text = labels if isinstance(labels, str) or labels is None else ", ".join(labels)
         self.state = ZeroShotState(labels_text=labels_text or "", template_set=templates, lang=lang, k=k)
         self.result: ZeroShotResult | None = None
         self.last_error: str | None = None
         self.n_updates = 0  # classifications run (one per change; tests and curious users read it)
-        self._image_embeds: dict[int, object] = {}
+        self._image_embeds: dict[tuple[int, str], object] = {}  # (image index, vision weights version)
         self._held = False  # inside _one_update(): changes are noted, classified once at the end
         self._pending = False
+        # values set from code are checked before the state takes them; a refusal shows in the app
+        refuse_invalid(self, self.state, {
+            "image_index": check_index("image_index", lambda: len(self.images), "image"),
+            "lang": check_choice("lang", lambda: LANGUAGES),
+            "template_set": check_choice("template_set", lambda: TEMPLATES[self.state.lang]),
+            "k": _check_k,
+        })
 
         self._gallery = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self._picker = widgets.Dropdown(description="image", layout=widgets.Layout(width="320px"))
@@ -169,7 +164,7 @@ class ZeroShotApp(widgets.VBox):
         image = load_image(source)
         with self._one_update():  # new picker options and the new selection: one classification
             self.images.append(image)
-            self.names.append(name or _image_name(source, len(self.images) - 1))
+            self.names.append(name or image_label(source, len(self.images) - 1))
             self._refresh_gallery()
             index = len(self.images) - 1
             if select:
@@ -208,10 +203,7 @@ class ZeroShotApp(widgets.VBox):
 
     # ------------------------------------------------------------------ callbacks
     def _report(self, error: Exception | None) -> None:
-        self._errors.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
-        self.last_error = None if error is None else str(error)
-        if error is not None:
-            self._errors.append_stdout(f"⚠ {self.last_error}\n")
+        show_error(self, error)  # the format every app shares (clipviz.widgets.reporting)
 
     @contextlib.contextmanager
     def _one_update(self):
@@ -246,7 +238,7 @@ class ZeroShotApp(widgets.VBox):
             return
         name, content = files[-1]
         try:
-            image = decode_upload(name, content)
+            image = load_image_bytes(content, name)
         except ImageLoadError as error:
             self._report(error)
             return
@@ -276,12 +268,19 @@ class ZeroShotApp(widgets.VBox):
         lang, index = self.state.lang, self.state.image_index
         templates = resolve_templates(self.state.template_set, lang)
         class_embeds = label_embeds(self.model, labels, templates, lang=lang)
-        if index not in self._image_embeds:
-            self._image_embeds[index] = self.model.image_embeds([self.images[index]])
-        logits, probs = scores(self.model, self._image_embeds[index], class_embeds)
-        self.result = ZeroShotResult(labels=labels, probs=probs, logits=logits, templates=templates, lang=lang,
-                                     model_name=getattr(self.model, "name", ""), images=[self.images[index]])
+        self.result = zero_shot_result(self.model, self._image_embed(index), class_embeds, labels, templates, lang,
+                                       [self.images[index]])
         self.n_updates += 1
+
+    def _image_embed(self, index: int):
+        """The shown image's embedding, cached like the label cache: per weights version, never under hooks."""
+        if self.model.hooks_in_use("vision"):
+            return self.model.image_embeds([self.images[index]])
+        key = (index, self.model.weights_version("vision"))
+        if key not in self._image_embeds:
+            self._image_embeds = {k: v for k, v in self._image_embeds.items() if k[1] == key[1]}  # drop stale
+            self._image_embeds[key] = self.model.image_embeds([self.images[index]])
+        return self._image_embeds[key]
 
     def _draw(self) -> None:
         from ..plotting.zeroshot import plot_zeroshot
@@ -294,7 +293,7 @@ class ZeroShotApp(widgets.VBox):
         plot_zeroshot(result, image=0, k=self.state.k, ax=(image_ax, bars_ax))
         image_ax.set_title(self.names[self.state.image_index], fontsize=9)
         self._figure.tight_layout()
-        self._chart.value = _png(self._figure)
+        self._chart.value = image_bytes(self._figure)
         best_label, best_prob = result.top(1)[0]
         n = len(result.templates)
         self._status.value = (f"<b>{best_label}</b> ({best_prob:.1%}) · {len(result.labels)} labels · "

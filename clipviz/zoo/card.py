@@ -95,30 +95,3 @@ A toy: it knows 6 colours, 5 shapes and 2 sizes, nothing else. Photos give meani
 def _lang_codes(languages: str):
     names = {"English": "en", "Chinese": "zh", "French": "fr", "Spanish": "es", "German": "de"}
     return [code for word, code in names.items() if word in languages]
-
-
-def benchmarks_section(models_dir) -> str:
-    """The "Bundled models" section of BENCHMARKS.md, from each model's ``training.json``."""
-    import json
-    from pathlib import Path
-
-    lines = ["## Bundled models", "",
-             "Trained by `python -m clipviz.zoo.train --family ...` on the shared 2-core CPU machine",
-             "(wall-clock, other jobs running). Accuracy on 300 one-object scenes (zero-shot top-1,",
-             "30 colour x shape labels) and 300 two-object scenes (present vs absent, all pairs), seed",
-             "2026, never used in training. Targets: zero-shot >= 95% in the main language (AltCLIP",
-             ">= 90% in every language), present vs absent >= 90%.", "",
-             "| model | stages (steps) | threads | training time | language | zero-shot top-1 | present vs absent |",
-             "|---|---|---|---|---|---|---|"]
-    for directory in sorted(Path(models_dir).iterdir()):
-        report_path = directory / "training.json"
-        if not report_path.is_file():
-            continue
-        report = json.loads(report_path.read_text())
-        stages = ", ".join(f"{s['name']} ({s['steps']})" for s in report["stages"])
-        minutes = sum(s["seconds"] for s in report["stages"]) / 60
-        for i, (lang, m) in enumerate(report["metrics"].items()):
-            head = (f"| {directory.name} | {stages} | {report['threads']} | {minutes:.1f} min"
-                    if i == 0 else "| | | |")
-            lines.append(f"{head} | {lang} | {m['zero_shot']:.1%} | {m['present_vs_absent']:.1%} |")
-    return "\n".join(lines) + "\n"
