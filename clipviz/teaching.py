@@ -3,7 +3,9 @@
 Each lesson ends with exercises. The student writes an answer into a variable (``...`` until
 answered) and runs a check cell, which calls :func:`check_answer` with the value the notebook
 itself measured. Nothing is hard-coded in the check: if the bundled models are retrained, the
-expected values move with them. ``notebooks/solutions/`` holds one worked answer per exercise.
+expected values move with them. ``notebooks/solutions/`` holds one worked answer per exercise;
+a solutions notebook re-runs the lesson's set-up cells (tagged ``setup``) with
+:func:`run_lesson_cells` instead of copying them, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-__all__ = ["check_answer"]
+__all__ = ["check_answer", "run_lesson_cells"]
 
 
 def _is_number(value) -> bool:
@@ -61,3 +63,25 @@ def check_answer(answer, expected, *, name: str = "answer", tolerance: float | N
     else:
         print(f"{name}: not yet" + (f". Hint: {hint}" if hint else ""))
     return bool(right)
+
+
+def run_lesson_cells(notebook, namespace: dict, tag: str = "setup") -> int:
+    """Execute the code cells of ``notebook`` tagged ``tag`` in ``namespace``; returns how many ran.
+
+    A solutions notebook calls ``run_lesson_cells("../05_train_a_tiny_clip.ipynb", globals())``
+    to get the lesson's definitions (models, data, functions) without re-running all of it.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise FileNotFoundError(f"no lesson notebook at {path.resolve()}: pass the path of the .ipynb file")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    chosen = [c for c in cells if c.get("cell_type") == "code" and tag in c.get("metadata", {}).get("tags", [])]
+    if not chosen:
+        raise ValueError(f"{path.name} has no code cell tagged {tag!r}")
+    for cell in chosen:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        exec(compile(source, f"{path.name}[{tag}]", "exec"), namespace)
+    return len(chosen)

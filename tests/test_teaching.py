@@ -46,3 +46,27 @@ def test_arrays_match_shape_and_values(capsys):
     assert check_answer(expected.ravel(), expected) is False
     assert "shape (2, 3)" in capsys.readouterr().out
     assert check_answer("a map", expected) is False
+
+
+def test_run_lesson_cells_runs_only_tagged_code(tmp_path):
+    import json
+
+    import pytest
+
+    from clipviz.teaching import run_lesson_cells
+
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["setup"]}, "source": ["x = 2\n", "y = x * 3"]},
+        {"cell_type": "code", "metadata": {}, "source": "raise RuntimeError('not a set-up cell')"},
+        {"cell_type": "markdown", "metadata": {"tags": ["setup"]}, "source": "prose"},
+        {"cell_type": "code", "metadata": {"tags": ["setup", "other"]}, "source": "z = y + 1"},
+    ]}
+    path = tmp_path / "lesson.ipynb"
+    path.write_text(json.dumps(notebook))
+    namespace = {}
+    assert run_lesson_cells(path, namespace) == 2
+    assert (namespace["x"], namespace["y"], namespace["z"]) == (2, 6, 7)
+    with pytest.raises(ValueError, match="no code cell tagged 'missing'"):
+        run_lesson_cells(path, {}, tag="missing")
+    with pytest.raises(FileNotFoundError):
+        run_lesson_cells(tmp_path / "absent.ipynb", {})
