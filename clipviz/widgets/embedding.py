@@ -317,7 +317,8 @@ class EmbeddingApp(widgets.VBox):
 
         scatter = jscatter.Scatter("x", "y", data=self.table, height=height, axes=False)
         scatter.size(by="modality", map=POINT_SIZE)
-        scatter.opacity(0.85)
+        # no scatter.opacity(constant): in jupyter-scatter 1.0.1 a constant opacity draws the points almost
+        # invisible (seen in Chromium); its default, density-based opacity also suits 100k points better
         scatter.legend(True, position="top-right", size="small")
         scatter.tooltip(True, properties=["color", "label", "row", "text"], preview="text",
                         preview_type="image", preview_image_size="contain", preview_image_height=96,
