@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import test_browser
 from test_browser import (  # noqa: F401 - lab and browser are fixtures
     _KERNEL_STATUS,
     _RUN_ALL,
@@ -50,6 +49,28 @@ def _kernel(driver, code: str) -> str:
     return driver.execute_async_script(_EXECUTE, code)
 
 
+def lasso_loop(driver, canvas, half: float = 0.35, timed: bool = False):
+    """Press, drag a square loop of ``half`` × the canvas size around its centre, release; with ``timed``
+    the release is sent on its own and its ``time.time()`` returned."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    w, h = canvas.size["width"], canvas.size["height"]
+    loop = [(-half, -half), (half, -half), (half, half), (-half, half), (-half + 0.01, -half + 0.01)]
+    actions = ActionChains(driver).move_to_element_with_offset(canvas, int(loop[0][0] * w), int(loop[0][1] * h))
+    actions.click_and_hold()
+    for (x0, y0), (x1, y1) in zip(loop, loop[1:]):
+        for step in range(1, 11):
+            fx, fy = x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10
+            actions.move_to_element_with_offset(canvas, int(fx * w), int(fy * h)).pause(0.02)
+    if not timed:
+        actions.release().perform()
+        return None
+    actions.perform()
+    released = time.time()
+    ActionChains(driver).release().perform()
+    return released
+
+
 def _drawn_fraction(element) -> float:
     """The share of the element's pixels that are not the (white) background: points were drawn."""
     import io
@@ -62,9 +83,6 @@ def _drawn_fraction(element) -> float:
 
 
 def test_map_hover_shows_a_thumbnail_and_a_lasso_reaches_the_kernel(lab, browser):  # noqa: F811
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
     driver = browser
     driver.get(f"{lab}/lab/tree/dashboard.ipynb")
     _wait(lambda: driver.execute_script("return !!(window.jupyterapp && window.jupyterapp.shell.currentWidget "
@@ -94,16 +112,11 @@ def test_map_hover_shows_a_thumbnail_and_a_lasso_reaches_the_kernel(lab, browser
     assert box[2] >= 40 and box[3] >= 40
     assert _kernel(driver, "print(dashboard.embedding.previews.made)").strip() == "1"
 
-    # lasso: shift + drag a loop around the middle of the map
-    w, h = canvas.size["width"], canvas.size["height"]
-    loop = [(-0.35, -0.35), (0.35, -0.35), (0.35, 0.35), (-0.35, 0.35), (-0.34, -0.34)]
-    actions = ActionChains(driver).move_to_element_with_offset(canvas, int(loop[0][0] * w), int(loop[0][1] * h))
-    actions.key_down(Keys.SHIFT).click_and_hold()
-    for (x0, y0), (x1, y1) in zip(loop, loop[1:]):
-        for step in range(1, 11):
-            fx, fy = x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10
-            actions.move_to_element_with_offset(canvas, int(fx * w), int(fy * h)).pause(0.02)
-    actions.release().key_up(Keys.SHIFT).perform()
+    # lasso: the toolbar's lasso mode (set through jupyter-scatter's mouse mode), then drag a loop around
+    # the middle of the map with the mouse (shift + drag would select notebook cells in JupyterLab)
+    _kernel(driver, "dashboard.embedding._scatter.mouse(mode='lasso')")
+    time.sleep(1)
+    lasso_loop(driver, canvas)
     selected = _wait(lambda: int(_kernel(driver, "print(len(dashboard.embedding.selected_rows))").strip() or 0), 30,
                      "the lasso's selection in the kernel", driver)
     driver.save_screenshot(str(ARTIFACTS / "map_lasso.png"))
