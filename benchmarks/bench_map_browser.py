@@ -146,7 +146,7 @@ def browser(n: int = 100_000, rounds: int = 15) -> dict:
             row = 1000 * i + 17
             started = time.perf_counter()
             kernel(f"app._scatter.show_tooltip({row})")
-            _wait(lambda: (v := driver.execute_script(_PREVIEW)) is not None and v != before, 30, 0.005)
+            _wait(lambda before=before: (v := driver.execute_script(_PREVIEW)) is not None and v != before, 30, 0.005)
             hovers.append(time.perf_counter() - started)
         driver.save_screenshot(str(artifacts / "bench_map_100k_hover.png"))
 
