@@ -37,6 +37,8 @@ _EXPORTS = {
     "JointUMAP": "clipviz.projection",
     "JointLayout": "clipviz.projection",
     "modality_gap": "clipviz.projection",
+    "decompose": "clipviz.inside.decomposition",
+    "patch": "clipviz.inside.patching",
 }
 
 #: the documented submodules, reachable as ``clipviz.<name>`` without importing them first

@@ -340,13 +340,12 @@ def _grad_eclip_map(model, block, resid_pre, grad_attn_out, rows=(0,)) -> np.nda
     mean of the patch states (CLIPForImageClassification) pools every patch: then
     H_i = ReLU(Σ_q Σ_c w_qc v_ic λ_qi), which is the paper's formula when ``rows`` is CLS alone.
     """
-    layer, attention = block.block, block.attention
     rows = list(rows)
     with torch.no_grad():
-        hidden = layer.layer_norm1(resid_pre.detach())[0]  # [pos, d_model]
-        query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
+        hidden = block.attn_norm(resid_pre.detach())[0]  # [pos, d_model]
+        query, key, value = block.q(hidden), block.k(hidden), block.v(hidden)
         # ∂s/∂o before the output projection: o ↦ o Wᵀ + b, so ∂s/∂o = ∂s/∂y · W
-        weight = attention.out_proj.weight
+        weight = block.o.weight
         channel_weights = grad_attn_out.detach()[0, rows].to(weight.dtype) @ weight  # [n_rows, d_model]
         q = torch.nn.functional.normalize(query[rows].double(), dim=-1)
         k = torch.nn.functional.normalize(key[1:].double(), dim=-1)

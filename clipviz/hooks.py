@@ -36,14 +36,16 @@ class HookPoint:
     """A named activation: ``fn(tensor, *, hook=point)`` sees it and may return a replacement.
 
     ``kind`` says how the activation is reached: ``"output"`` (a module's output), ``"input"``
-    (a module's first input), ``"pattern"`` (softmax probabilities inside the attention function) or
-    ``"manual"`` (computed by clipviz itself, e.g. the normalised embedding).
+    (a module's first input), ``"z"`` (the first input of the attention's output projection, seen
+    per head as ``[batch, pos, head, d_head]``), ``"pattern"`` (softmax probabilities inside the
+    attention function) or ``"manual"`` (computed by clipviz itself, e.g. the normalised embedding).
     """
 
     name: str
     kind: str
     module: nn.Module | None = None
     fns: list[Callable] = field(default_factory=list)
+    n_heads: int = 0  # for kind "z": how the flat [.., n_heads * d_head] input splits into heads
     # the one torch hook that runs ``fns``: registered with the first fn, removed with the last, so
     # contexts that overlap may exit in any order and each takes away exactly its own fns
     handle: object = field(default=None, repr=False)
@@ -117,12 +119,24 @@ def _input_hook(point: HookPoint):
     return clipviz_input_hook
 
 
+def _z_hook(point: HookPoint):
+    # The output projection's input is the heads' outputs concatenated: [batch, pos, head * d_head].
+    def clipviz_z_hook(module, args, kwargs):
+        flat = args[0]
+        z = point(flat.view(*flat.shape[:-1], point.n_heads, flat.shape[-1] // point.n_heads))
+        return (z.reshape(flat.shape), *args[1:]), kwargs
+
+    return clipviz_z_hook
+
+
 def _attach(point: HookPoint, fn: Callable) -> None:
     if not point.fns:
         if point.kind == "output":
             point.handle = point.module.register_forward_hook(_output_hook(point))
         elif point.kind == "input":
             point.handle = point.module.register_forward_pre_hook(_input_hook(point), with_kwargs=True)
+        elif point.kind == "z":
+            point.handle = point.module.register_forward_pre_hook(_z_hook(point), with_kwargs=True)
         elif point.kind == "pattern":
             _PATTERN_POINTS[point.module] = point
     point.fns.append(fn)

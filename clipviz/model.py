@@ -230,6 +230,7 @@ class HookedCLIP:
                 names += [
                     (f"{prefix}.hook_resid_pre", "input", block.block),  # [batch, pos, d_model]
                     (f"{prefix}.attn.hook_pattern", "pattern", block.attention),  # [batch, head, query, key]
+                    (f"{prefix}.attn.hook_z", "z", block.o),  # [batch, pos, head, d_head]
                     (f"{prefix}.attn.hook_out", "output", block.attention_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_mlp_out", "output", block.mlp_out),  # [batch, pos, d_model]
                     (f"{prefix}.hook_resid_post", "output", block.block),  # [batch, pos, d_model]
@@ -239,6 +240,8 @@ class HookedCLIP:
                 (f"{tower}.hook_embeds", "manual", None),  # [batch, d_joint], unit norm
             ]
             points.update({name: HookPoint(name, kind, module) for name, kind, module in names})
+            for layer, block in enumerate(modules.blocks):
+                points[f"{tower}.blocks.{layer}.attn.hook_z"].n_heads = block.n_heads
         return points
 
     # ----------------------------------------------------------------- facts about the model
@@ -283,6 +286,13 @@ class HookedCLIP:
                 "zero-shot classification takes labels: model.classify(images, ['a cat', 'a dog'])"
             )
         return list(self.layout.labels)
+
+    def modules(self, tower: str = "vision"):
+        """The family adapter's :class:`~clipviz.families.TowerModules` for ``tower``: blocks, norms,
+        q/k/v/out projections and the tower's head. Analyses ask this instead of naming transformers
+        internals."""
+        self._tower_config(tower)
+        return self._towers[tower]
 
     def n_layers(self, tower: str = "vision") -> int:
         self._tower_config(tower)
@@ -334,7 +344,7 @@ class HookedCLIP:
 
     def _tower_parameters(self, tower: str | None) -> list[torch.Tensor]:
         """The parameters that decide ``tower``'s embeddings; every parameter with ``tower=None``."""
-        if tower is None:
+        if tower is None or self.layout.kind != "dual":  # a single tower (or classifier) is all one tower
             return list(self.model.parameters())
         modules = self._towers[tower]
         # the tower's root is the top-level child holding its embeddings (vision_model / text_model)
@@ -436,7 +446,8 @@ class HookedCLIP:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or not tiles or pixel_values.shape[0] == 0:
             raise InvalidArgument(
                 "pixel_values", f"has shape {tuple(pixel_values.shape)}; this model takes [N, 3, {side}, {side}] "
-                "(N >= 1): make it with model.pixel_values(images), or pass images= and let clipviz resize and crop")
+                f"(N >= 1; or other sides that are multiples of the patch size {patch}): make it with "
+                "model.pixel_values(images), or pass images= and let clipviz resize and crop")
         if not pixel_values.is_floating_point():
             raise InvalidArgument("pixel_values", f"has dtype {pixel_values.dtype}; pass the processor's normalised "
                                                   "floats (model.pixel_values(images))")
@@ -530,6 +541,46 @@ class HookedCLIP:
         from .zeroshot import classify
 
         return classify(self, images, labels, templates=templates, lang=lang, **options)
+
+    def pooled_positions(self, tower: str, tokens: dict[str, torch.Tensor] | None = None, batch: int = 1) -> torch.Tensor:
+        """``[batch]`` index of the token the tower pools from (CLS for vision; EOS or [CLS]/<s> for text)."""
+        if self.modules(tower).pooling == "first":
+            n = batch if tokens is None else tokens["input_ids"].shape[0]
+            return torch.zeros(n, dtype=torch.long)
+        if tokens is None:
+            raise ValueError("the CLIP text tower pools at each text's EOS token: pass the tokens (model.tokenize(texts))")
+        eos = getattr(self._tower_config("text"), "eos_token_id", None)
+        return text_pooling_positions(self.family, tokens["input_ids"], eos).cpu()
+
+    def project(self, tower: str, resid: torch.Tensor, *, positions=None, normalise: bool = True) -> torch.Tensor:
+        """Logit lens: map a residual-stream state into the joint space the way the tower's own head does.
+
+        ``resid``: ``[batch, pos, d_model]`` (any ``hook_resid_*`` / ``hook_embed``; pooled at the
+        tower's token — for the CLIP text tower pass ``positions=``, the EOS indices, e.g.
+        ``cache.pooled_positions["text"]``) or ``[..., d_model]`` already at the pooled token. Then the
+        tower's final norm, AltCLIP's ``transformation``, the projection and, with ``normalise``
+        (default), unit norm — so the last ``hook_resid_post`` gives back ``image_embeds`` / ``text_embeds``.
+        Intermediate states were never trained to be read this way (the "tricky" part of a CLIP logit
+        lens): read trends across layers, not single values.
+        """
+        modules = self.modules(tower)
+        resid = torch.as_tensor(resid)
+        d_model = self._tower_config(tower).hidden_size
+        if resid.shape[-1] != d_model:
+            raise ValueError(f"a {tower} residual state ends in d_model={d_model}; got shape {tuple(resid.shape)}")
+        if resid.dim() == 3:
+            if positions is None:
+                if modules.pooling != "first":
+                    raise ValueError(
+                        "the CLIP text tower pools at each text's EOS token: pass positions= "
+                        "(cache.pooled_positions['text'] or model.pooled_positions('text', tokens))"
+                    )
+                positions = torch.zeros(resid.shape[0], dtype=torch.long)
+            positions = torch.as_tensor(positions, dtype=torch.long, device=resid.device)
+            resid = resid[torch.arange(resid.shape[0], device=resid.device), positions]
+        with torch.no_grad():
+            projected = modules.head(resid.to(device=self.device, dtype=self.dtype))
+        return _normalise(projected) if normalise else projected
 
     # ----------------------------------------------------------------- hooks
     def _resolve_names(self, name_or_filter) -> list[str]:
@@ -717,7 +768,13 @@ class HookedCLIP:
         if pixels is not None and tokens is not None:
             output.logits_per_image = self.logit_scale * output.image_embeds @ output.text_embeds.t()
         ordered = {name: store[name] for name in names if name in store}
-        return output, ActivationCache(ordered, attention_rows=attention_rows)
+        pooled = {}
+        if pixels is not None:
+            pooled["vision"] = self.pooled_positions("vision", batch=pixels.shape[0])
+        if tokens is not None:
+            pooled["text"] = self.pooled_positions("text", tokens)
+        cache = ActivationCache(ordered, attention_rows=attention_rows, model=self, pooled_positions=pooled)
+        return output, cache
 
 
 def load(name_or_path=None, *, device=None, dtype=None, processor=None, tower: str | None = None,

@@ -23,6 +23,7 @@ def test_builds_three_apps_in_tabs(dashboard):
     assert tuple(tabs.titles) == TABS
     assert tabs.children[0] is dashboard.embedding and tabs.children[2] is dashboard.attention
     assert list(tabs.children[1].children) == [dashboard.selection_labels, dashboard.zeroshot]
+    assert tabs.children[3] is dashboard.heads
     assert _errors(dashboard) == [None] * 4
     assert len(dashboard.images) == 24 and len(dashboard.texts) == 30
     assert dashboard.zeroshot.result is not None  # the zero-shot chart was computed
@@ -64,10 +65,10 @@ def test_more_tabs_can_be_added(tiny_hooked):
     import ipywidgets
 
     board = Dashboard(tiny_hooked["clip"], images=[np.zeros((16, 16, 3), np.uint8)], texts=["a", "b"])
-    board.add_tab("heads", ipywidgets.HTML("heads"))
-    assert board.tabs.titles[-1] == "heads"
-    board.show_tab("heads")
-    assert board.tabs.selected_index == 3
+    board.add_tab("notes", ipywidgets.HTML("notes"))
+    assert board.tabs.titles[-1] == "notes"
+    board.show_tab("notes")
+    assert board.tabs.selected_index == 4
     with pytest.raises(ValueError, match="already a tab"):
         board.add_tab("map", ipywidgets.HTML())
 

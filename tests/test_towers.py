@@ -214,3 +214,11 @@ def test_attention_app_offers_the_classes(classifier, photos):
     assert app.last_error is None and app.heatmap.text == "red circle"
     app.state.method = "grad_eclip"
     assert app.last_error is None and app.heatmap.method == "grad_eclip"
+
+
+def test_single_tower_weights_version_covers_the_whole_tower(towers_dir):
+    model = clipviz.load(towers_dir["CLIPVisionModel"], device="cpu")  # the tower is the model itself
+    before = model.weights_version("vision")
+    with torch.no_grad():
+        model.model.encoder.layers[-1].mlp.fc2.weight[0, 0] += 1.0
+    assert model.weights_version("vision") != before

@@ -7,7 +7,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 from PIL import Image
 
-from clipviz.zoo.tokenizers import FAMILIES, build_processor, build_tokenizer, write_vocab_files
+from clipviz.zoo.tokenizers import (
+    FAMILIES,
+    build_processor,
+    build_tokenizer,
+    write_vocab_files,
+)
 
 CORPUS = [
     "a red circle", "a small blue square", "a big green triangle",
@@ -174,10 +179,49 @@ def test_bundled_model_accuracy_on_unseen_scenes(bundled):
     assert EVAL_SEED < TRAIN_SEED_BASE
     name, _, model, processor = bundled
     minimum = BUNDLED[name][3]
-    metrics = evaluate(model, processor, tuple(minimum), n=300)
+    metrics = evaluate(model, processor, tuple(minimum), n=300, world="plain")  # the world they were trained on
     for lang, m in metrics.items():
         print(f"{name} [{lang}] zero-shot top-1 {m['zero_shot']:.1%}, "
               f"present vs absent {m['present_vs_absent']:.1%}")
     for lang, m in metrics.items():
         assert m["zero_shot"] >= minimum[lang], (lang, m)
         assert m["present_vs_absent"] >= 0.90, (lang, m)
+
+
+def test_swapped_twin_and_hard_negative_loss():
+    import torch
+
+    from clipviz.zoo import batches
+
+    assert batches.swapped([("red", "circle", None), ("blue", "square", "small")]) == [
+        ("blue", "circle", None), ("red", "square", "small")]
+    assert batches.swapped([("red", "circle", None), ("red", "square", None)]) is None
+    assert batches.swapped([("red", "circle", None)]) is None
+    # a caption column that fits no image (a hard negative) changes the image->text loss only
+    logits = torch.tensor([[3.0, 0.0, 1.0], [0.0, 3.0, 2.0]])
+    matches = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    loss = batches.contrastive_loss(logits, matches)
+    assert torch.isfinite(loss)
+    assert loss > batches.contrastive_loss(logits[:, :2], matches[:, :2])
+
+
+def test_shuffled_captions_keep_their_words():
+    import numpy as np
+
+    from clipviz.zoo import batches
+
+    mentions = [[("red", "circle", None), ("blue", "square", None)]] * 20
+    ordered = batches.caption_batch(mentions, ("en",), np.random.default_rng(0))
+    shuffled = batches.caption_batch(mentions, ("en",), np.random.default_rng(0), shuffle_words=True)
+    assert [sorted(t.split()) for t in ordered] == [sorted(t.split()) for t in shuffled]
+    assert ordered != shuffled
+
+
+def test_binding_scenes_differ_in_colour_and_shape():
+    from clipviz.zoo.evaluate import binding_scenes
+
+    scenes = binding_scenes(30)
+    assert len(scenes) == 30
+    for scene in scenes:
+        a, b = scene.objects
+        assert a.color != b.color and a.shape != b.shape

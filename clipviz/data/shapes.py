@@ -1,14 +1,27 @@
 """The shapes world: small synthetic scenes whose right answers are known.
 
-Each scene is a 64 x 64 RGB image with one or two coloured shapes on a plain, slightly noisy
-background, plus the ground truth of every object (colour, shape, size, pixel box, pixel mask) and
-captions in several languages. With the bundled models' 8 x 8 pixel patches the image is an 8 x 8
-patch grid, so heatmaps and zero-shot answers can be *checked* against the truth.
+Each scene is an RGB image with one or two coloured shapes, plus the ground truth of every object
+(colour, shape, size, pixel box, pixel mask) and captions in several languages. The part a bundled
+model sees (the processor's 64 x 64 centre crop) is an 8 x 8 grid of 8-pixel patches, so heatmaps
+and zero-shot answers can be *checked* against the truth.
+
+Two worlds share the words and the ground-truth format:
+
+* ``world="wide"`` (what ``python -m clipviz.zoo.train`` trains on): anti-aliased or aliased
+  edges, sizes from 8 pixels to nearly the whole frame, any position, rotations, anisotropic
+  stretch, filled or outlined shapes, hand-drawn-like wobbly outlines, colour shades around each
+  named colour (HSV ranges), plain / gradient / textured backgrounds, blur, noise, JPEG artefacts,
+  and one image in five non-square (objects inside the centre crop a processor keeps). Wide
+  variation is the usual cure for a model that only knows one renderer's pixels (domain
+  randomisation, Tobin et al. 2017).
+* ``world="plain"`` (the default, the world the bundled models were trained on): the first
+  version's world (flat colours, two sizes, no anti-aliasing), byte for byte as before.
 
 Determinism: every scene is drawn from its own ``numpy`` generator seeded with
-``(seed, objects, index)``, and shapes are rasterised analytically in ``numpy`` (a pixel belongs to a
-shape when its centre lies inside it; no anti-aliasing, no drawing library), so the same seed gives
-the same bytes on any machine and ``sample(10, seed)[:5]`` equals ``sample(5, seed)``.
+``(seed, objects, index)`` (``(seed, objects, index, 1)`` for the wide world), and shapes are
+rasterised analytically in ``numpy`` (coverage of 4 x 4 sub-pixel centres when anti-aliased), so
+``sample(10, seed)[:5]`` equals ``sample(5, seed)`` and the same seed gives the same bytes. The wide
+world's JPEG step uses Pillow's libjpeg: bytes are pinned for one Pillow/libjpeg build.
 
     >>> from clipviz.data import shapes
     >>> scene = shapes.sample(1, seed=0)[0]
@@ -174,17 +187,32 @@ class Scene:
         return f"Scene({self.caption('en')!r} on {self.background})"
 
 
-def sample(n: int, seed: int = 0, objects: int = 1) -> list[Scene]:
+WORLDS = ("wide", "plain")
+
+
+def sample(n: int, seed: int = 0, objects: int = 1, world: str = "plain") -> list[Scene]:
     """``n`` scenes with ``objects`` (1 or 2) objects each, deterministic in ``seed``.
 
-    Scene ``i`` depends only on ``(seed, objects, i)``. Two objects never overlap and never have
-    both the same colour and the same shape.
+    Scene ``i`` depends only on ``(seed, objects, i, world)``. Two objects never overlap and never
+    have both the same colour and the same shape. ``world``: "plain" (default) or "wide" (see the
+    module docstring).
     """
     if objects not in (1, 2):
         raise ValueError(f"objects must be 1 or 2, got {objects!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n!r}")
-    return [_scene(np.random.default_rng([seed, objects, i]), objects) for i in range(n)]
+    _check(world, WORLDS, "world")
+    if world == "plain":
+        return [_scene(np.random.default_rng([seed, objects, i]), objects) for i in range(n)]
+    return [_wide_scene(np.random.default_rng([seed, objects, i, 1]), objects) for i in range(n)]
+
+
+def sample_one(seed: int, objects: int, index: int, world: str = "plain") -> Scene:
+    """Scene ``index`` of ``sample(index + 1, seed, objects, world)``, without drawing the others."""
+    _check(world, WORLDS, "world")
+    if world == "plain":
+        return _scene(np.random.default_rng([seed, objects, index]), objects)
+    return _wide_scene(np.random.default_rng([seed, objects, index, 1]), objects)
 
 
 _YS, _XS = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE] + 0.5  # pixel centres
@@ -255,5 +283,190 @@ def _scene(rng: np.random.Generator, n_objects: int) -> Scene:
         placed.append(ShapeObject(color, shape, size, box, mask))
     canvas += rng.integers(-_PIXEL_NOISE, _PIXEL_NOISE + 1, size=canvas.shape, dtype=np.int16)
     pixels = np.clip(canvas, 0, 255).astype(np.uint8)
+    pixels.flags.writeable = False
+    return Scene(pixels=pixels, objects=tuple(placed), background=background)
+
+
+# ---------------------------------------------------------------- the wide world
+# Hue ranges (degrees), saturation and value floors per named colour: wide enough to hold the
+# shades a person calls by that name, apart enough that neighbours (red/orange/yellow) never meet.
+_HSV_RANGE = {
+    "red": ((-10, 8), 0.6, 0.55), "orange": ((22, 36), 0.7, 0.8), "yellow": ((48, 60), 0.6, 0.8),
+    "green": ((95, 150), 0.5, 0.4), "blue": ((205, 245), 0.5, 0.45), "purple": ((265, 295), 0.45, 0.4),
+}
+_WIDE_SIDE = {"small": (10, 20), "large": (26, 58)}  # one object; two objects cap "large" at 34
+_SUPERSAMPLE = 4
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    h = (h % 360) / 60
+    c = v * s
+    x = c * (1 - abs(h % 2 - 1))
+    r, g, b = [(c, x, 0), (x, c, 0), (0, c, x), (0, x, c), (x, 0, c), (c, 0, x)][int(h) % 6]
+    return np.round((np.array([r, g, b]) + v - c) * 255)
+
+
+def _shade(color: str, rng: np.random.Generator) -> np.ndarray:
+    (h0, h1), s_min, v_min = _HSV_RANGE[color]
+    return _hsv_to_rgb(rng.uniform(h0, h1), rng.uniform(s_min, 1.0), rng.uniform(v_min, 1.0))
+
+
+def _unit_inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Is ``(u, v)`` inside the shape inscribed in the square [-1, 1]^2 (y down)?"""
+    if shape == "circle":
+        return u * u + v * v <= 1
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 1
+    if shape == "diamond":
+        return np.abs(u) + np.abs(v) <= 1
+    if shape == "triangle":  # apex up
+        return (v <= 1) & (np.abs(u) <= (v + 1) / 2)
+    star = np.vstack([_STAR[:, 0], _STAR[:, 1] + 0.05]).T
+    inside = np.zeros(u.shape, dtype=bool)
+    for (x1, y1), (x2, y2) in zip(star, np.roll(star, -1, axis=0)):
+        crosses = (y1 > v) != (y2 > v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = x1 + (v - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (u < x_at)
+    return inside
+
+
+def _coverage(shape: str, width: int, height: int, centre, half: float, angle: float, stretch,
+              wobble, outline: float | None, antialias: bool) -> np.ndarray:
+    """``[height, width]`` fraction of each pixel the shape covers (0/1 without anti-aliasing)."""
+    # only the window that can hold the shape is rasterised (wobble and stretch stay under 1.6x)
+    reach = 1.6 * half * max(stretch)
+    x0, x1 = max(0, int(centre[0] - reach)), min(width, int(np.ceil(centre[0] + reach)) + 1)
+    y0, y1 = max(0, int(centre[1] - reach)), min(height, int(np.ceil(centre[1] + reach)) + 1)
+    k = _SUPERSAMPLE if antialias else 1
+    offsets = (np.arange(k) + 0.5) / k
+    ys = (np.arange(y0, y1)[:, None] + offsets[None, :]).reshape(-1)
+    xs = (np.arange(x0, x1)[:, None] + offsets[None, :]).reshape(-1)
+    dx, dy = xs[None, :] - centre[0], ys[:, None] - centre[1]
+    cos, sin = np.cos(angle), np.sin(angle)
+    u = (cos * dx + sin * dy) / (half * stretch[0])
+    v = (-sin * dx + cos * dy) / (half * stretch[1])
+    phi = np.arctan2(v, u)
+    # a hand-drawn outline: the radius breathes with a few low harmonics of the polar angle
+    scale = 1 + sum(a * np.sin(j * phi + p) for j, a, p in wobble)
+    u, v = u / scale, v / scale
+    inside = _unit_inside(shape, u, v)
+    if outline is not None:  # a stroke of `outline` pixels: the shape minus its shrunk copy
+        shrink = max(0.05, 1 - outline / half)
+        inside &= ~_unit_inside(shape, u / shrink, v / shrink)
+    cover = np.zeros((height, width))
+    cover[y0:y1, x0:x1] = inside.reshape(y1 - y0, k, x1 - x0, k).mean(axis=(1, 3))
+    return cover
+
+
+def _background(name: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    base = np.asarray(_BACKGROUND_RGB[name], float) + rng.integers(-12, 13, size=3)
+    canvas = np.broadcast_to(base, (height, width, 3)).copy()
+    ys, xs = np.mgrid[0:height, 0:width] / 64.0
+    if rng.random() < 0.4:  # a linear gradient in a random direction
+        a = rng.uniform(0, 2 * np.pi)
+        ramp = np.cos(a) * (xs - xs.mean()) + np.sin(a) * (ys - ys.mean())
+        canvas += (ramp * rng.uniform(-70, 70))[..., None]
+    texture = rng.random()
+    if texture < 0.25:  # blotches: coarse noise, bilinearly upsampled
+        grid = rng.normal(0, 1, size=(6, 6, 3)) * rng.uniform(5, 18)
+        gy, gx = ys / ys.max() * 5 if height > 1 else ys, xs / xs.max() * 5
+        y0, x0 = np.floor(gy).astype(int).clip(0, 4), np.floor(gx).astype(int).clip(0, 4)
+        fy, fx = (gy - y0)[..., None], (gx - x0)[..., None]
+        canvas += ((grid[y0, x0] * (1 - fx) + grid[y0, x0 + 1] * fx) * (1 - fy)
+                   + (grid[y0 + 1, x0] * (1 - fx) + grid[y0 + 1, x0 + 1] * fx) * fy)
+    elif texture < 0.4:  # stripes or a checkerboard, faint
+        period = rng.uniform(4, 14)
+        a = rng.uniform(0, np.pi)
+        wave = np.sin((np.cos(a) * xs + np.sin(a) * ys) * 64 * 2 * np.pi / period)
+        if rng.random() < 0.5:
+            wave = np.sign(wave * np.sin((-np.sin(a) * xs + np.cos(a) * ys) * 64 * 2 * np.pi / period))
+        canvas += (wave * rng.uniform(4, 14))[..., None]
+    return canvas
+
+
+def _blur(canvas: np.ndarray, sigma: float) -> np.ndarray:
+    radius = int(np.ceil(2.5 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(canvas, ((radius, radius), (0, 0), (0, 0)), mode="edge")
+    canvas = sum(w * padded[i:i + canvas.shape[0]] for i, w in enumerate(kernel))
+    padded = np.pad(canvas, ((0, 0), (radius, radius), (0, 0)), mode="edge")
+    return sum(w * padded[:, i:i + canvas.shape[1]] for i, w in enumerate(kernel))
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _wide_scene(rng: np.random.Generator, n_objects: int) -> Scene:
+    width = height = IMAGE_SIZE
+    if rng.random() < 0.2:  # non-square: the processor keeps the centre square, objects live there
+        extra = 2 * int(rng.integers(4, 17))
+        if rng.random() < 0.5:
+            width += extra
+        else:
+            height += extra
+    left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
+    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    canvas = _background(background, width, height, rng)
+    backdrop = np.asarray(_BACKGROUND_RGB[background], float)
+    antialias = bool(rng.random() < 0.6)
+    placed: list[ShapeObject] = []
+    occupied = np.zeros((height, width), dtype=bool)
+    discs: list[tuple] = []
+    while len(placed) < n_objects:
+        color = COLORS[rng.integers(len(COLORS))]
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        size = SIZES[rng.integers(len(SIZES))]
+        low, high = _WIDE_SIDE[size]
+        if n_objects == 2 and size == "large":
+            high = 34
+        side = float(rng.uniform(low, high))
+        # square and diamond are one shape turned by 45 degrees: keep their turns small
+        limit = {"square": 15, "diamond": 15, "circle": 180, "triangle": 180, "star": 180}[shape]
+        angle = np.deg2rad(rng.uniform(-limit, limit))
+        stretch = (1.0, 1.0) if shape == "square" else tuple(rng.uniform(0.85, 1.15, size=2))
+        wobble = ([(j, rng.uniform(0, 0.04), rng.uniform(0, 2 * np.pi)) for j in (2, 3, 5)]
+                  if rng.random() < 0.35 else [])
+        # radius of a circle that surely holds the shape (corners of a turned square reach sqrt 2)
+        factor = max(stretch) * (1 + sum(a for _, a, _ in wobble)) * (1.42 if shape == "square" else 1.12)
+        half = min(side / 2, (IMAGE_SIZE / 2 - 2) / factor)
+        reach = half * factor
+        outline = float(rng.uniform(2.0, max(2.5, half / 3))) if rng.random() < 0.25 else None
+        rgb = _shade(color, rng)
+        while np.abs(rgb - backdrop).sum() < 150:  # keep it visible on this background
+            rgb = _shade(color, rng)
+        cx = left + rng.uniform(reach + 1, IMAGE_SIZE - reach - 1)
+        cy = top + rng.uniform(reach + 1, IMAGE_SIZE - reach - 1)
+        if any((o.color, o.shape) == (color, shape) for o in placed):
+            continue
+        if any(np.hypot(cx - px, cy - py) < reach + pr + _GAP for px, py, pr in discs):
+            continue  # resample: objects must not touch
+        cover = _coverage(shape, width, height, (cx, cy), half, angle, stretch, wobble, outline, antialias)
+        mask = cover >= 0.5
+        if not mask.any():
+            continue
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        if any(not _boxes_apart(box, o.box) for o in placed) or (occupied & (cover > 0)).any():
+            continue
+        discs.append((cx, cy, reach))
+        occupied |= cover > 0
+        canvas = canvas * (1 - cover[..., None]) + rgb * cover[..., None]
+        mask.flags.writeable = False
+        placed.append(ShapeObject(color, shape, size, box, mask))
+    if rng.random() < 0.3:
+        canvas = _blur(canvas, rng.uniform(0.4, 1.1))
+    if rng.random() < 0.7:
+        canvas += rng.normal(0, rng.uniform(1, 10), size=canvas.shape)
+    pixels = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        pixels = _jpeg(pixels, int(rng.integers(25, 80)))
+    pixels = np.ascontiguousarray(pixels)
     pixels.flags.writeable = False
     return Scene(pixels=pixels, objects=tuple(placed), background=background)

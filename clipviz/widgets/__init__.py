@@ -7,6 +7,7 @@ _APPS = {
     "AttentionApp": "clipviz.widgets.attention",
     "EmbeddingApp": "clipviz.widgets.embedding",
     "Dashboard": "clipviz.widgets.dashboard",
+    "HeadsApp": "clipviz.widgets.heads",
 }
 
 __all__ = sorted(_APPS)

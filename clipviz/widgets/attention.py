@@ -184,22 +184,23 @@ class AttentionApp(widgets.VBox):
     # ------------------------------------------------------------------ compute
     def _capture(self, index: int, prompt: str):
         if self.model.hooks_in_use():  # a hooked run answers for itself only: neither read nor kept
-            return capture_attention(self.model, self.images[index], prompt or None,
-                                     grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+            return self._run(index, prompt)
         key = (index, prompt, self.model.weights_version())  # any weight edit is a new run
         if key in self._captures:
             self._captures.move_to_end(key)
             return self._captures[key]
-        if getattr(self.model, "is_classifier", False):  # explain a class logit: the chosen or predicted class
-            capture = capture_attention(self.model, self.images[index], target=prompt or None,
-                                        grad_eclip_layers=[self.n_layers - 1])
-        else:
-            capture = capture_attention(self.model, self.images[index], prompt or None,
-                                        grad_eclip_layers=[self.n_layers - 1] if prompt else [])
+        capture = self._run(index, prompt)
         self._captures[key] = capture
         while len(self._captures) > _CAPTURES_KEPT:
             self._captures.popitem(last=False)
         return capture
+
+    def _run(self, index: int, prompt: str):
+        if getattr(self.model, "is_classifier", False):  # explain a class logit: the chosen or predicted class
+            return capture_attention(self.model, self.images[index], target=prompt or None,
+                                     grad_eclip_layers=[self.n_layers - 1])
+        return capture_attention(self.model, self.images[index], prompt or None,
+                                 grad_eclip_layers=[self.n_layers - 1] if prompt else [])
 
     def _options(self) -> dict:
         """The method's options that the controls set (the others keep their defaults)."""

@@ -24,10 +24,11 @@ import traitlets
 
 from .attention import AttentionApp
 from .embedding import EmbeddingApp
+from .heads import HeadsApp
 from .reporting import show_error
 from .zeroshot import ZeroShotApp
 
-TABS = ("map", "zero-shot", "heatmaps")
+TABS = ("map", "zero-shot", "heatmaps", "heads")
 _DEFAULT_SCENES = 24  # two-object shapes scenes: enough for a readable map, quick to embed
 
 
@@ -74,7 +75,9 @@ class Dashboard(widgets.VBox):
         self.zeroshot = ZeroShotApp(model, images=images, labels=_zeroshot_labels(texts), names=names)
         self.attention = AttentionApp(model, images=images, labels=names, prompt=self.state.prompt,
                                       method=heatmap_method)
-        for app, name in ((self.embedding, "embedding"), (self.zeroshot, "zeroshot"), (self.attention, "attention")):
+        self.heads = HeadsApp(model, images=images, prompt=self.state.prompt or "a red circle", names=names)
+        for app, name in ((self.embedding, "embedding"), (self.zeroshot, "zeroshot"), (self.attention, "attention"),
+                          (self.heads, "heads")):
             app.add_class(f"clipviz-{name}")  # stable hooks for styling and for the browser test
         self.add_class("clipviz-dashboard")
 
@@ -85,7 +88,7 @@ class Dashboard(widgets.VBox):
         self.tabs = widgets.Tab()
         self._tab_titles: list[str] = []
         for title, widget in (("map", self.embedding), ("zero-shot", widgets.VBox([self.selection_labels, self.zeroshot])),
-                              ("heatmaps", self.attention)):
+                              ("heatmaps", self.attention), ("heads", self.heads)):
             self.add_tab(title, widget)
         self.tabs.selected_index = TABS.index(tab)
         self.children = [self._header, self.tabs, self._errors]
@@ -172,9 +175,11 @@ class Dashboard(widgets.VBox):
         state = self.state
         if change["name"] == "prompt":
             self.attention.state.prompt = state.prompt
+            self.heads.state.prompt = state.prompt
         elif state.image_index >= 0:
             self.attention.state.image_index = state.image_index
             self.zeroshot.state.image_index = state.image_index
+            self.heads.state.image_index = state.image_index
         self._show_header()
 
     def _guarded(self, function, *args) -> None:

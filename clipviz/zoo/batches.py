@@ -22,21 +22,38 @@ def train_seed(seed: int, stage: int, step: int) -> int:
     return TRAIN_SEED_BASE * (1 + seed) + 100_000 * stage + step
 
 
+def centre_crop(pixels: np.ndarray, size: int = shapes.IMAGE_SIZE) -> np.ndarray:
+    """The processors' centre crop of a scene whose short side is already ``size`` (no resize)."""
+    height, width = pixels.shape[:2]
+    top, left = (height - size) // 2, (width - size) // 2
+    return pixels[top:top + size, left:left + size]
+
+
+def crops(scenes) -> torch.Tensor:
+    """``[N, 3, 64, 64]`` uint8: what a processor keeps of each scene, before normalisation."""
+    return torch.from_numpy(np.stack([centre_crop(s.pixels) for s in scenes])).permute(0, 3, 1, 2)
+
+
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` -> the processors' normalised floats."""
+    return (pixels.float() / 255.0 - _MEAN.to(pixels.device)) / _STD.to(pixels.device)
+
+
 def pixel_values(scenes) -> torch.Tensor:
-    """``[N, 3, H, W]`` float, exactly what the bundled processors produce for a 64 x 64 scene
-    (no resize or crop needed), computed without PIL so training is not slowed by it."""
-    pixels = torch.from_numpy(np.stack([s.pixels for s in scenes])).permute(0, 3, 1, 2)
-    return (pixels.float() / 255.0 - _MEAN) / _STD
+    """``[N, 3, 64, 64]`` float, exactly what the bundled processors produce for a scene whose short
+    side is 64 (centre crop, no resize), computed without PIL so training is not slowed by it."""
+    return normalise(crops(scenes))
 
 
 # A mention is (colour, shape, size or None); a caption is a list of mentions in some language.
-def scene_mentions(scene, rng: np.random.Generator) -> list[tuple]:
+def scene_mentions(scene, rng: np.random.Generator, one_object: bool = False) -> list[tuple]:
     """What a caption of ``scene`` talks about: usually every object (random order), sometimes
     one of two, half the time with sizes. Mentioning one object of two teaches the model that
-    "red circle" fits any scene containing a red circle (the present-vs-absent test)."""
+    "red circle" fits any scene containing a red circle (the present-vs-absent test).
+    ``one_object=True``: captions always name a single object (a binding experiment)."""
     objects = list(scene.objects)
     rng.shuffle(objects)
-    if len(objects) == 2 and rng.random() < 0.25:
+    if len(objects) == 2 and (one_object or rng.random() < 0.25):
         objects = objects[:1]
     with_size = rng.random() < 0.5
     return [(o.color, o.shape, o.size if with_size else None) for o in objects]
@@ -55,10 +72,28 @@ def render(mentions: list[tuple], lang: str, article: bool) -> str:
     return shapes.join_phrases([shapes.describe(c, s, lang, size, article) for c, s, size in mentions], lang)
 
 
-def caption_batch(mentions_list, languages, rng: np.random.Generator) -> list[str]:
-    """One caption per mention list, each in a language drawn from ``languages``."""
-    return [render(m, languages[rng.integers(len(languages))], bool(rng.random() < 0.5))
-            for m in mentions_list]
+def caption_batch(mentions_list, languages, rng: np.random.Generator, shuffle_words: bool = False) -> list[str]:
+    """One caption per mention list, each in a language drawn from ``languages``.
+
+    ``shuffle_words=True`` puts each caption's words in random order ("circle a blue and red a
+    square"): the text tower then cannot learn anything from word order, which makes it a bag of
+    words (Yuksekgonul et al. 2023) while keeping architecture and data otherwise the same."""
+    texts = [render(m, languages[rng.integers(len(languages))], bool(rng.random() < 0.5))
+             for m in mentions_list]
+    if shuffle_words:
+        texts = [" ".join(rng.permutation(t.split(" "))) for t in texts]
+    return texts
+
+
+def swapped(mentions: list[tuple]) -> list[tuple] | None:
+    """The attribute-swapped twin of a two-object mention list (colours exchanged), or None when
+    there is none (one object, or both objects of one colour or one shape)."""
+    if len(mentions) != 2:
+        return None
+    (c1, s1, z1), (c2, s2, z2) = mentions
+    if c1 == c2 or s1 == s2:
+        return None
+    return [(c2, s1, z1), (c1, s2, z2)]
 
 
 def match_matrix(scenes, mentions_list) -> torch.Tensor:
@@ -77,11 +112,15 @@ def match_matrix(scenes, mentions_list) -> torch.Tensor:
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
-    """Symmetric cross-entropy of CLIP (Radford et al. 2021) with multi-positive targets."""
+    """Symmetric cross-entropy of CLIP (Radford et al. 2021) with multi-positive targets.
+
+    Captions that fit no image (hard negatives, as in NegCLIP, Yuksekgonul et al. 2023) only
+    appear as negatives of the image-to-text direction."""
     image_targets = matches / matches.sum(dim=1, keepdim=True)
-    text_targets = (matches / matches.sum(dim=0, keepdim=True)).T
+    fitting = matches.sum(dim=0) > 0
+    text_targets = (matches[:, fitting] / matches[:, fitting].sum(dim=0, keepdim=True)).T
     image_loss = -(image_targets * logits_per_image.log_softmax(dim=1)).sum(dim=1).mean()
-    text_loss = -(text_targets * logits_per_image.T.log_softmax(dim=1)).sum(dim=1).mean()
+    text_loss = -(text_targets * logits_per_image.T[fitting].log_softmax(dim=1)).sum(dim=1).mean()
     return (image_loss + text_loss) / 2
 
 

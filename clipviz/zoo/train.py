@@ -19,7 +19,17 @@ Each family follows its own published recipe, in miniature (a few thousand steps
   The student then replaces CLIP's text tower, keeping CLIP's image tower and projections.
   Stage 2, contrastive tuning on image-caption pairs in all languages, image tower locked.
 
-Deterministic given ``--seed`` (and the step counts): weights are initialised after
+Data: a pool of ``POOL_SCENES`` one-object and as many two-object scenes of the wide shapes world
+is rendered once (in ``--workers`` processes) and every step draws its batch from it with a seeded
+generator; rendering the wide world is dearer than a training step on 2 cores, so scenes are reused
+(about 8 epochs) rather than drawn fresh.
+
+Binding variants (``--captions``): "ordered" (the default), "shuffled" (each caption's words in
+random order: a bag-of-words text tower), "one-object" (captions never name two objects),
+"hard-negatives" (each two-object caption's attribute-swapped twin added as a negative, NegCLIP,
+Yuksekgonul et al. 2023). BENCHMARKS.md reports what each does to binding.
+
+Deterministic given ``--seed`` (and the step counts, and the device): weights are initialised after
 ``torch.manual_seed`` and every step's scenes and captions come from seeded numpy generators.
 Training scenes use seeds >= ``batches.TRAIN_SEED_BASE``; the evaluation seeds are smaller.
 """
@@ -39,11 +49,44 @@ import torch
 
 from clipviz.data import shapes
 from clipviz.zoo import batches, recipes
-from clipviz.zoo.evaluate import REPORTED_LANGUAGES, evaluate
+from clipviz.zoo.evaluate import REPORTED_LANGUAGES, binding_accuracy, evaluate
 from clipviz.zoo.tokenizers import build_processor, build_tokenizer, write_vocab_files
 
 LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh", "zh", "zh", "en"), "altclip": shapes.LANGUAGES}
 MODEL_NAMES = {"clip": "shapes-clip", "chinese_clip": "shapes-chinese-clip", "altclip": "shapes-altclip"}
+CAPTION_MODES = ("ordered", "shuffled", "one-object", "hard-negatives")
+POOL_SCENES = 16_000
+
+
+def _render(args):
+    return shapes.sample_one(*args, world="wide")
+
+
+def render_pool(seed: int, n: int = POOL_SCENES, workers: int = 1, cache: str | None = None) -> dict:
+    """``{objects: (uint8 crops [n, 3, 64, 64], scenes)}`` for 1 and 2 objects, from training seeds.
+
+    ``cache``: a pickle file to read the pool from, or to write it to (variants trained side by
+    side share one rendering)."""
+    import pickle
+
+    if cache is not None and Path(cache).is_file():
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    pool = {}
+    for objects in (1, 2):
+        jobs = [(batches.train_seed(seed, 9, 0), objects, i) for i in range(n)]
+        if workers > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers) as processes:
+                scenes = processes.map(_render, jobs, chunksize=64)
+        else:
+            scenes = [_render(job) for job in jobs]
+        pool[objects] = (batches.crops(scenes), scenes)
+    if cache is not None:
+        with open(cache, "wb") as f:
+            pickle.dump(pool, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return pool
 
 
 @dataclass
@@ -67,6 +110,12 @@ class Report:
     metrics: dict = field(default_factory=dict)
     parameters: int = 0
     threads: int = 2
+    captions: str = "ordered"
+    pool_scenes: int = POOL_SCENES
+    pool_seconds: float = 0.0
+    device: str = "cpu"
+    binding: float | None = None
+    name: str = ""
 
 
 def default_stages(family: str) -> list[Stage]:
@@ -135,24 +184,33 @@ def _run(stage: Stage, params, step_loss, deadline: float | None) -> None:
     stage.seconds = round(time.perf_counter() - start, 1)
 
 
-def _contrastive_step(model, tokenizer, languages, stage: Stage, stage_index: int, seed: int):
+def _contrastive_step(model, tokenizer, languages, stage: Stage, stage_index: int, seed: int, pool: dict,
+                      captions: str = "ordered", device: str = "cpu"):
     """A batch of half one-object, half two-object scenes with captions; multi-positive CLIP loss."""
     def step_loss(step):
-        scene_seed = batches.train_seed(seed, stage_index, step)
-        scenes = (shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=1)
-                  + shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=2))
         rng = np.random.default_rng([seed, stage_index, step])
-        mentions = [batches.scene_mentions(s, rng) for s in scenes]
-        texts = batches.caption_batch(mentions, languages, rng)
-        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        logits = model(**inputs, pixel_values=batches.pixel_values(scenes)).logits_per_image
+        pixels, scenes = [], []
+        for objects in (1, 2):
+            crops, pool_scenes = pool[objects]
+            index = rng.integers(len(pool_scenes), size=stage.batch_size // 2)
+            pixels.append(crops[torch.from_numpy(index)])
+            scenes += [pool_scenes[i] for i in index]
+        mentions = [batches.scene_mentions(s, rng, one_object=captions == "one-object") for s in scenes]
+        if captions == "hard-negatives":
+            twins = [batches.swapped(m) for m in mentions]
+            mentions = mentions + [t for t in twins if t is not None]
+        texts = batches.caption_batch(mentions, languages, rng, shuffle_words=captions == "shuffled")
+        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
+        pixel_values = batches.normalise(torch.cat(pixels).to(device))
+        logits = model(**inputs, pixel_values=pixel_values).logits_per_image
         with torch.no_grad():  # CLIP clips the temperature at 100
             model.logit_scale.clamp_(max=math.log(100))
-        return batches.contrastive_loss(logits, batches.match_matrix(scenes, mentions))
+        return batches.contrastive_loss(logits, batches.match_matrix(scenes, mentions).to(device))
     return step_loss
 
 
-def _distillation_step(student, teacher, student_tok, teacher_tok, stage: Stage, stage_index, seed):
+def _distillation_step(student, teacher, student_tok, teacher_tok, stage: Stage, stage_index, seed,
+                       device: str = "cpu"):
     """AltCLIP teacher learning: student(caption in any language) ~ teacher(English caption)."""
     def step_loss(step):
         rng = np.random.default_rng([seed, stage_index, step])
@@ -162,8 +220,8 @@ def _distillation_step(student, teacher, student_tok, teacher_tok, stage: Stage,
         langs = [shapes.LANGUAGES[rng.integers(len(shapes.LANGUAGES))] for _ in mentions]
         translated = [batches.render(m, lang, a) for m, lang, a in zip(mentions, langs, articles)]
         with torch.no_grad():
-            target = teacher.text_model(**teacher_tok(english, padding=True, return_tensors="pt")).pooler_output
-        student_inputs = student_tok(translated, padding=True, truncation=True, return_tensors="pt")
+            target = teacher.text_model(**teacher_tok(english, padding=True, return_tensors="pt").to(device)).pooler_output
+        student_inputs = student_tok(translated, padding=True, truncation=True, return_tensors="pt").to(device)
         prediction = student.text_model(**student_inputs).pooler_output
         return torch.nn.functional.mse_loss(prediction, target)
     return step_loss
@@ -182,7 +240,9 @@ def _unlock(module) -> None:
 def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = None,
           stages: list[Stage] | None = None, minutes: float | None = None, eval_scenes: int = 300,
           resume_dir: str | os.PathLike | None = None, first_stage: int = 0,
-          tokenizer_dir: str | os.PathLike | None = None):
+          tokenizer_dir: str | os.PathLike | None = None, captions: str = "ordered",
+          workers: int = 1, device: str = "cpu", pool_scenes: int = POOL_SCENES,
+          pool_cache: str | None = None):
     """Train ``family``; return ``(model, processor, tokenizer, report)`` (not yet saved).
 
     ``resume_dir`` + ``first_stage`` (CLIP only): start from a model saved after stage
@@ -192,6 +252,8 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
     """
     import transformers
 
+    if captions not in CAPTION_MODES:
+        raise ValueError(f"unknown captions {captions!r}; expected one of: {', '.join(CAPTION_MODES)}")
     stages = stages or default_stages(family)
     deadline = time.time() + 60 * minutes if minutes else None
     languages = LANGUAGES[family]
@@ -203,50 +265,61 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
     torch.manual_seed(seed)
     model = recipes.build_model(family, tokenizer)
     model.train()
-    report = Report(family, seed, stages, threads=torch.get_num_threads())
+    report = Report(family, seed, stages, threads=torch.get_num_threads(), captions=captions,
+                    pool_scenes=pool_scenes, device=device)
+    started = time.perf_counter()
+    pool = render_pool(seed, pool_scenes, workers, pool_cache)
+    report.pool_seconds = round(time.perf_counter() - started, 1)
+    model.to(device)
 
     if resume_dir is not None:
         if family != "clip":
             raise ValueError("resuming is implemented for the one-tower-pair CLIP recipe only")
-        model = transformers.CLIPModel.from_pretrained(resume_dir, attn_implementation="sdpa").train()
+        model = transformers.CLIPModel.from_pretrained(resume_dir, attn_implementation="sdpa").to(device).train()
         done = json.loads((Path(resume_dir) / "training.json").read_text())["stages"][:first_stage]
         stages[:first_stage] = [Stage(**record) for record in done]
     if family == "clip":
         for index in range(first_stage, len(stages)):
             _run(stages[index], list(model.parameters()),
-                 _contrastive_step(model, tokenizer, languages, stages[index], index, seed), deadline)
+                 _contrastive_step(model, tokenizer, languages, stages[index], index, seed, pool, captions,
+                                   device), deadline)
     else:
         teacher_dir = teacher_dir or Path(__file__).parent / "models" / MODEL_NAMES["clip"]
-        teacher = transformers.CLIPModel.from_pretrained(teacher_dir, attn_implementation="sdpa").eval()
+        teacher = transformers.CLIPModel.from_pretrained(teacher_dir, attn_implementation="sdpa").to(device).eval()
         recipes.copy_image_tower(teacher, model)
         frozen_image_tower = [model.vision_model, model.visual_projection]
         for module in frozen_image_tower:
             _lock(module)
         if family == "chinese_clip":
             _run(stages[0], list(model.parameters()),
-                 _contrastive_step(model, tokenizer, languages, stages[0], 0, seed), deadline)
+                 _contrastive_step(model, tokenizer, languages, stages[0], 0, seed, pool, captions, device),
+                 deadline)
             for module in frozen_image_tower:
                 _unlock(module)
             _run(stages[1], list(model.parameters()),
-                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed), deadline)
+                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed, pool, captions, device),
+                 deadline)
         else:
             _lock(teacher)
             teacher_tokenizer = transformers.AutoTokenizer.from_pretrained(teacher_dir)
             # the student inherits the teacher's projection: it was trained to land in its input space
             model.text_projection.load_state_dict(teacher.text_projection.state_dict())
             _run(stages[0], list(model.text_model.parameters()),
-                 _distillation_step(model, teacher, tokenizer, teacher_tokenizer, stages[0], 0, seed),
+                 _distillation_step(model, teacher, tokenizer, teacher_tokenizer, stages[0], 0, seed, device),
                  deadline)
             model.logit_scale.requires_grad_(False)
             _run(stages[1], list(model.parameters()),
-                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed), deadline)
+                 _contrastive_step(model, tokenizer, languages, stages[1], 1, seed, pool, captions, device),
+                 deadline)
 
-    model.eval()
+    model.to("cpu").eval()
     for p in model.parameters():
         p.requires_grad_(True)
     processor = build_processor(family, tokenizer, recipes.IMAGE_SIZE)
     report.parameters = sum(p.numel() for p in model.parameters())
     report.metrics = evaluate(model, processor, REPORTED_LANGUAGES[family], n=eval_scenes)
+    if family == "clip":
+        report.binding = binding_accuracy(model, processor)
     return model, processor, tokenizer, report
 
 
@@ -256,11 +329,13 @@ def save(model, processor, tokenizer, report: Report, out_dir) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the template-set marker clipviz reads to pick the shapes world's prompts (TEAM convention)
+    model.config.clipviz_template_set = "shapes"
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     write_vocab_files(tokenizer, out_dir)
     (out_dir / "training.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    (out_dir / "README.md").write_text(model_card(MODEL_NAMES[report.family], report_dict=asdict(report),
+    (out_dir / "README.md").write_text(model_card(report.name or MODEL_NAMES[report.family], report_dict=asdict(report),
                                                    size_bytes=(out_dir / "model.safetensors").stat().st_size),
                                        encoding="utf-8")
     return out_dir
@@ -274,9 +349,17 @@ def main(argv=None) -> None:
     parser.add_argument("--teacher", help="shapes-clip directory used by chinese_clip and altclip")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's step count (e.g. 0.01 for a smoke test)")
+    parser.add_argument("--lr-scale", type=float, default=1.0, help="multiply every stage's learning rate")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock cap; stopping early makes results depend on machine speed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering the scene pool")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
+    parser.add_argument("--captions", default="ordered", choices=CAPTION_MODES,
+                        help="binding experiment: how captions are written (see the module docstring)")
+    parser.add_argument("--pool-scenes", type=int, default=POOL_SCENES)
+    parser.add_argument("--pool-cache", help="pickle file holding (or to hold) the rendered scene pool")
+    parser.add_argument("--name", help="model name for the card (default: the family's bundled name)")
     parser.add_argument("--resume", help="(clip) directory saved after an earlier stage")
     parser.add_argument("--first-stage", type=int, default=0, help="(with --resume) first stage to run")
     parser.add_argument("--tokenizer", help="reuse the tokenizer saved in this directory (e.g. the "
@@ -287,11 +370,15 @@ def main(argv=None) -> None:
     stages = default_stages(args.family)
     for stage in stages:
         stage.steps = max(2, round(stage.steps * args.steps_scale))
+        stage.learning_rate *= args.lr_scale
     started = time.perf_counter()
     model, processor, tokenizer, report = train(args.family, args.seed, args.teacher, stages, args.minutes,
                                                 resume_dir=args.resume, first_stage=args.first_stage,
-                                                tokenizer_dir=args.tokenizer)
-    out = args.out or Path(__file__).parent / "models" / MODEL_NAMES[args.family]
+                                                tokenizer_dir=args.tokenizer, captions=args.captions,
+                                                workers=args.workers, device=args.device,
+                                                pool_scenes=args.pool_scenes, pool_cache=args.pool_cache)
+    report.name = args.name or MODEL_NAMES[args.family]
+    out = args.out or Path(__file__).parent / "models" / report.name
     save(model, processor, tokenizer, report, out)
     print(json.dumps(report.metrics, indent=2))
     print(f"saved {out} after {time.perf_counter() - started:.0f} s")
