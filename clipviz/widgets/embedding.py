@@ -83,6 +83,8 @@ class EmbeddingApp(widgets.VBox):
     ``EmbeddingApp(embeddings)`` or ``EmbeddingApp.from_model(model, images, texts, labels)``.
     ``method``: the final layout ("umap", "pca", "tsne"; PCA is always shown first). ``columns``:
     extra per-row values to colour by (``{"name": sequence of len(embeddings)}``). ``height``: pixels.
+    ``model``: the model that made the vectors; it turns on the search box (``search_k`` hits;
+    ``from_model`` passes it).
 
     Traitlets: ``selected_rows`` (list of rows), ``selected_row`` (the first, or -1),
     ``selected_image`` / ``selected_text`` (what the caller passed for the first selected image / text).
