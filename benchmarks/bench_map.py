@@ -12,7 +12,11 @@
    (512-d float32) after a preview was made for every point (worst case: all hovered), minus the
    process before the data existed.
 
-    python benchmarks/bench_map.py [--part first|large|memory]
+4. in the browser at 100,000 points (``benchmarks/bench_map_browser.py``): hover → thumbnail visible
+   (median) against one bare kernel round trip, and a lasso of ~10,000 points → the kernel's
+   ``on_select``.
+
+    python benchmarks/bench_map.py [--part first|large|memory|browser]
 """
 
 from __future__ import annotations
@@ -129,9 +133,11 @@ def memory() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["first", "large", "memory", "all"], default="all")
+    parser.add_argument("--part", choices=["first", "large", "memory", "browser", "all"], default="all")
     args = parser.parse_args()
-    parts = {"first": first_picture, "large": large, "memory": memory}
+    from bench_map_browser import browser
+
+    parts = {"first": first_picture, "large": large, "memory": memory, "browser": browser}
     for name, function in parts.items():
         if args.part in (name, "all"):
             print(name, json.dumps(function(), indent=1), flush=True)

@@ -388,3 +388,38 @@ def test_embedding_app_reports_dropped_rows():
     app = EmbeddingApp(replace(embeddings, vectors=vectors), method="pca")
     assert "1 of 72 vectors contain NaN" in app._status.value
     assert 5 not in set(app.map.filter) and len(app.map.filter) == 71 and np.isfinite(app.coords).all()
+
+
+def test_embedding_app_search_box_shows_hits_and_highlights_them(tiny_hooked):
+    from PIL import Image
+
+    from clipviz.widgets import EmbeddingApp
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(9)]
+    texts = ["red", "green", "blue"]
+    model = tiny_hooked["clip"]
+    embeddings = clipviz.embed(model, images=images, texts=texts,
+                               labels={"images": texts * 3, "texts": texts})
+    app = EmbeddingApp(embeddings, method="pca", model=model, search_k=4)
+    zooms = []
+    original_zoom = app._scatter.zoom
+    app._scatter.zoom = lambda *args, **kwargs: (zooms.append(kwargs.get("to")), original_zoom(*args, **kwargs))[1]
+    assert not app._query.disabled
+
+    app._query.value = "a red square"  # what typing + Enter in the box does
+    expected = embeddings.search("a red square", k=4, model=model)
+    assert app.last_error is None and app.hits is not None
+    assert app.hits.rows.tolist() == expected.rows.tolist()
+    assert all(embeddings.modality[r] == "image" for r in app.hits.rows)  # a text finds images
+    assert app.selected_rows == expected.rows.tolist() and zooms[-1] == expected.rows.tolist()
+    assert app._hits.value.count("<img ") == 4 and "a red square" in app._hits.value
+    assert app.previews.made == 4  # thumbnails only for the hits
+
+    app._query.value = ""  # clearing the box clears the hits, not the selection
+    assert app.hits is None and app._hits.value == "" and app.selected_rows == expected.rows.tolist()
+
+    no_model = EmbeddingApp(embeddings, method="pca")
+    assert no_model._query.disabled
+    with pytest.raises(ValueError, match="needs the model"):
+        no_model.search("red")

@@ -9,7 +9,10 @@
   up front and it all works offline (``data:`` URLs).
 * **Select**: click, shift-click or lasso. ``selected_rows`` (traitlet, rows of the Embeddings) and
   ``on_select(fn)`` (``fn(rows)``) carry the selection; ``select(rows)`` / ``highlight(rows)`` set it from
-  Python (``highlight`` also zooms to the rows: the hook for a search box).
+  Python (``highlight`` also zooms to the rows).
+* **Search**: with a ``model``, a text typed in the search box finds its nearest images (exact cosine,
+  :meth:`clipviz.embeddings.Embeddings.search`); the hits are shown as thumbnails and highlighted on the
+  map. ``search(query)`` does the same from Python.
 * **Colour / size / filter** by modality, label, zero-shot prediction (the nearest text's label),
   correct vs wrong, or any column passed as ``columns={"name": values}``; texts are drawn larger than
   images so the two stay apart whatever the colour.
@@ -80,6 +83,8 @@ class EmbeddingApp(widgets.VBox):
     ``EmbeddingApp(embeddings)`` or ``EmbeddingApp.from_model(model, images, texts, labels)``.
     ``method``: the final layout ("umap", "pca", "tsne"; PCA is always shown first). ``columns``:
     extra per-row values to colour by (``{"name": sequence of len(embeddings)}``). ``height``: pixels.
+    ``model``: the model that made the vectors; it turns on the search box (``search_k`` hits;
+    ``from_model`` passes it).
 
     Traitlets: ``selected_rows`` (list of rows), ``selected_row`` (the first, or -1),
     ``selected_image`` / ``selected_text`` (what the caller passed for the first selected image / text).
@@ -95,7 +100,7 @@ class EmbeddingApp(widgets.VBox):
     def __init__(self, embeddings: Embeddings, *, method: str = "umap", n_neighbors: int = 15,
                  min_dist: float = 0.1, close_gap: bool = False, color_by: str = "modality",
                  columns: dict | None = None, random_state: int | None = 0, height: int = 480,
-                 preview_side: int = 96, background: bool = True):
+                 preview_side: int = 96, background: bool = True, model=None, search_k: int = 12):
         super().__init__()
         if not isinstance(embeddings, Embeddings):
             raise TypeError(f"EmbeddingApp takes an Embeddings (from clipviz.embed), not {type(embeddings).__name__}")
@@ -104,6 +109,9 @@ class EmbeddingApp(widgets.VBox):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.embeddings = embeddings
+        self.model = model
+        self.search_k = search_k
+        self.hits = None
         self.random_state = random_state
         self.background = background
         self.previews = Previews(embeddings, side=preview_side)
@@ -134,6 +142,13 @@ class EmbeddingApp(widgets.VBox):
                                                layout=widgets.Layout(visibility="hidden"))
         self._details = widgets.HTML(value="<i>hover a point to see it; click or lasso to select</i>")
         self._errors = widgets.Output()
+        self._query = widgets.Text(placeholder="search: a text, e.g. 'a red circle' (Enter)", description="search",
+                                   continuous_update=False, disabled=model is None,
+                                   layout=widgets.Layout(width="420px"))
+        if model is None:
+            self._query.placeholder = "search needs a model: EmbeddingApp(..., model=model)"
+        self._query.observe(lambda change: self._guarded(self.search, change["new"]), names="value")
+        self._hits = widgets.HTML()
         for control, name in ((self._method, "method"), (self._neighbors, "n_neighbors"),
                               (self._min_dist, "min_dist"), (self._gap, "close_gap"), (self._color, "color_by"),
                               (self._show, "show")):
@@ -150,8 +165,8 @@ class EmbeddingApp(widgets.VBox):
         self._sync_controls()
         controls = widgets.HBox([widgets.VBox([self._method, self._neighbors, self._min_dist]),
                                  widgets.VBox([self._gap, self._color, self._show])])
-        self.children = [controls, widgets.HBox([self._status, self._progress]), self.map, self._details,
-                         self._errors]
+        self.children = [controls, self._query, widgets.HBox([self._status, self._progress]), self.map,
+                         self._details, self._hits, self._errors]
         self.add_class("clipviz-map")
         if method != "pca":
             self._guarded(self.request_layout)
@@ -161,6 +176,7 @@ class EmbeddingApp(widgets.VBox):
         """Embed ``images`` and ``texts`` with ``model`` (see :func:`clipviz.embed`) and open the app."""
         from ..embeddings import embed
 
+        options.setdefault("model", model)
         return cls(embed(model, images=images, texts=texts, labels=labels, cache=cache), **options)
 
     # ------------------------------------------------------------------ public actions
@@ -179,6 +195,30 @@ class EmbeddingApp(widgets.VBox):
     def highlight(self, rows, zoom: bool = True) -> None:
         """Select ``rows`` and zoom the map to them (what a search result or another tab uses)."""
         self._guarded(self._select, rows, zoom)
+
+    def search(self, query: str, k: int | None = None):
+        """Find the ``k`` (default ``search_k``) rows nearest to the text ``query``, show them as thumbnails
+        under the map and highlight (select and zoom to) them; returns the :class:`clipviz.search.Hits`.
+        An empty query clears the hits."""
+        if not str(query).strip():
+            self.hits = None
+            self._hits.value = ""
+            return None
+        if self.model is None:
+            raise ValueError("searching by text needs the model that made these vectors: "
+                             "EmbeddingApp(embeddings, model=model)")
+        hits = self.embeddings.search(str(query), k=k or self.search_k, model=self.model)
+        self.hits = hits
+        cards = "".join(
+            f'<figure style="display:inline-block;margin:2px;text-align:center;font-size:11px">'
+            f'<img src="{self.previews.url(row)}" style="height:64px" title="row {row}"/>'
+            f'<figcaption>{html.escape(str(label if label is not None else source))[:24]} {score:.2f}</figcaption>'
+            f'</figure>'
+            for row, score, source, label in zip(hits.rows.tolist(), hits.scores.tolist(), hits.sources, hits.labels))
+        self._hits.value = (f"<b>{len(hits)} nearest to “{html.escape(str(query))}”</b><br>{cards}"
+                            if len(hits) else f"<i>nothing found for “{html.escape(str(query))}”</i>")
+        self.highlight(hits.rows.tolist(), zoom=True)
+        return hits
 
     def color_by(self, column: str) -> None:
         """Colour the points by ``column`` (one of :attr:`color_columns`)."""
@@ -317,7 +357,8 @@ class EmbeddingApp(widgets.VBox):
 
         scatter = jscatter.Scatter("x", "y", data=self.table, height=height, axes=False)
         scatter.size(by="modality", map=POINT_SIZE)
-        scatter.opacity(0.85)
+        # no scatter.opacity(constant): in jupyter-scatter 1.0.1 a constant opacity draws the points almost
+        # invisible (seen in Chromium); its default, density-based opacity also suits 100k points better
         scatter.legend(True, position="top-right", size="small")
         scatter.tooltip(True, properties=["color", "label", "row", "text"], preview="text",
                         preview_type="image", preview_image_size="contain", preview_image_height=96,
