@@ -127,7 +127,7 @@ def test_training_is_deterministic_and_saves_a_hub_checkpoint(tmp_path):
 
     def tiny_run():
         stages = [train.Stage("contrastive", "smoke test", steps=2, learning_rate=1e-3, batch_size=8)]
-        return train.train("clip", seed=3, stages=stages, eval_scenes=4)
+        return train.train("clip", seed=3, stages=stages, eval_scenes=4, pool_scenes=16)  # a small scene pool
 
     torch.set_num_threads(1)
     model, processor, tokenizer, report = tiny_run()
