@@ -50,7 +50,7 @@ def present_vs_absent(model, processor, scenes, lang: str) -> float:
     return wins / total
 
 
-def evaluate(model, processor, languages, n: int = 300, seed: int = EVAL_SEED, world: str = "wide") -> dict:
+def evaluate(model, processor, languages, n: int = 300, seed: int = EVAL_SEED, world: str = "plain") -> dict:
     """``{lang: {"zero_shot": float, "present_vs_absent": float}}`` on ``n`` scenes of each kind."""
     model.eval()
     singles = shapes.sample(n, seed=seed, objects=1, world=world)
@@ -63,7 +63,7 @@ def evaluate(model, processor, languages, n: int = 300, seed: int = EVAL_SEED, w
 BINDING_SEED = 2027
 
 
-def binding_scenes(n: int = 250, seed: int = BINDING_SEED, world: str = "wide") -> list:
+def binding_scenes(n: int = 250, seed: int = BINDING_SEED, world: str = "plain") -> list:
     """``n`` held-out two-object scenes whose objects differ in colour *and* shape."""
     scenes, index = [], 0
     while len(scenes) < n:
@@ -77,7 +77,7 @@ def binding_scenes(n: int = 250, seed: int = BINDING_SEED, world: str = "wide") 
 
 @torch.no_grad()
 def binding_accuracy(model, processor, n: int = 250, seed: int = BINDING_SEED, lang: str = "en",
-                     world: str = "wide") -> float:
+                     world: str = "plain") -> float:
     """How often the true caption ("a red circle and a blue square") beats its attribute-swapped
     twin ("a blue circle and a red square") on held-out two-object scenes; 0.5 is a bag of words
     (the ARO-style test of Yuksekgonul et al. 2023, on the shapes world)."""

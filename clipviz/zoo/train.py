@@ -184,24 +184,33 @@ def _run(stage: Stage, params, step_loss, deadline: float | None) -> None:
     stage.seconds = round(time.perf_counter() - start, 1)
 
 
-def _contrastive_step(model, tokenizer, languages, stage: Stage, stage_index: int, seed: int, pool: dict,
-                      captions: str = "ordered", device: str = "cpu"):
-    """A batch of half one-object, half two-object scenes with captions; multi-positive CLIP loss."""
+def _contrastive_step(model, tokenizer, languages, stage: Stage, stage_index: int, seed: int,
+                      pool: dict | None = None, captions: str = "ordered", device: str = "cpu"):
+    """A batch of half one-object, half two-object scenes with captions; multi-positive CLIP loss.
+
+    ``pool=None`` (the plain world, the bundled models' recipe): fresh scenes rendered for every
+    step; a pool (the wide world): scenes drawn from it with replacement."""
     def step_loss(step):
         rng = np.random.default_rng([seed, stage_index, step])
-        pixels, scenes = [], []
-        for objects in (1, 2):
-            crops, pool_scenes = pool[objects]
-            index = rng.integers(len(pool_scenes), size=stage.batch_size // 2)
-            pixels.append(crops[torch.from_numpy(index)])
-            scenes += [pool_scenes[i] for i in index]
+        if pool is None:
+            scene_seed = batches.train_seed(seed, stage_index, step)
+            scenes = (shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=1)
+                      + shapes.sample(stage.batch_size // 2, seed=scene_seed, objects=2))
+            pixels = [batches.pixel_values(scenes)]
+        else:
+            pixels, scenes = [], []
+            for objects in (1, 2):
+                crops, pool_scenes = pool[objects]
+                index = rng.integers(len(pool_scenes), size=stage.batch_size // 2)
+                pixels.append(crops[torch.from_numpy(index)])
+                scenes += [pool_scenes[i] for i in index]
         mentions = [batches.scene_mentions(s, rng, one_object=captions == "one-object") for s in scenes]
         if captions == "hard-negatives":
             twins = [batches.swapped(m) for m in mentions]
             mentions = mentions + [t for t in twins if t is not None]
         texts = batches.caption_batch(mentions, languages, rng, shuffle_words=captions == "shuffled")
         inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
-        pixel_values = batches.normalise(torch.cat(pixels).to(device))
+        pixel_values = (pixels[0] if pool is None else batches.normalise(torch.cat(pixels))).to(device)
         logits = model(**inputs, pixel_values=pixel_values).logits_per_image
         with torch.no_grad():  # CLIP clips the temperature at 100
             model.logit_scale.clamp_(max=math.log(100))
@@ -242,8 +251,9 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
           resume_dir: str | os.PathLike | None = None, first_stage: int = 0,
           tokenizer_dir: str | os.PathLike | None = None, captions: str = "ordered",
           workers: int = 1, device: str = "cpu", pool_scenes: int = POOL_SCENES,
-          pool_cache: str | None = None):
-    """Train ``family``; return ``(model, processor, tokenizer, report)`` (not yet saved).
+          pool_cache: str | None = None, world: str = "plain"):
+    """Train ``family`` on the shapes ``world`` ("plain": the bundled models' recipe; "wide": a
+    pre-rendered pool of the wide world's scenes); return ``(model, processor, tokenizer, report)`` (not yet saved).
 
     ``resume_dir`` + ``first_stage`` (CLIP only): start from a model saved after stage
     ``first_stage - 1``; as nothing random happens inside a step beyond the seeded data, this
@@ -268,7 +278,9 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
     report = Report(family, seed, stages, threads=torch.get_num_threads(), captions=captions,
                     pool_scenes=pool_scenes, device=device)
     started = time.perf_counter()
-    pool = render_pool(seed, pool_scenes, workers, pool_cache)
+    if world not in ("plain", "wide"):
+        raise ValueError(f"unknown world {world!r}; expected 'plain' or 'wide'")
+    pool = render_pool(seed, pool_scenes, workers, pool_cache) if world == "wide" else None
     report.pool_seconds = round(time.perf_counter() - started, 1)
     model.to(device)
 
@@ -317,9 +329,9 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
         p.requires_grad_(True)
     processor = build_processor(family, tokenizer, recipes.IMAGE_SIZE)
     report.parameters = sum(p.numel() for p in model.parameters())
-    report.metrics = evaluate(model, processor, REPORTED_LANGUAGES[family], n=eval_scenes)
+    report.metrics = evaluate(model, processor, REPORTED_LANGUAGES[family], n=eval_scenes, world=world)
     if family == "clip":
-        report.binding = binding_accuracy(model, processor)
+        report.binding = binding_accuracy(model, processor, world=world)
     return model, processor, tokenizer, report
 
 
@@ -357,6 +369,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
     parser.add_argument("--captions", default="ordered", choices=CAPTION_MODES,
                         help="binding experiment: how captions are written (see the module docstring)")
+    parser.add_argument("--world", choices=("plain", "wide"), default="plain",
+                        help="plain: the bundled models' recipe; wide: the wider world from a scene pool")
     parser.add_argument("--pool-scenes", type=int, default=POOL_SCENES)
     parser.add_argument("--pool-cache", help="pickle file holding (or to hold) the rendered scene pool")
     parser.add_argument("--name", help="model name for the card (default: the family's bundled name)")
@@ -376,7 +390,7 @@ def main(argv=None) -> None:
                                                 resume_dir=args.resume, first_stage=args.first_stage,
                                                 tokenizer_dir=args.tokenizer, captions=args.captions,
                                                 workers=args.workers, device=args.device,
-                                                pool_scenes=args.pool_scenes, pool_cache=args.pool_cache)
+                                                pool_scenes=args.pool_scenes, pool_cache=args.pool_cache, world=args.world)
     report.name = args.name or MODEL_NAMES[args.family]
     out = args.out or Path(__file__).parent / "models" / report.name
     save(model, processor, tokenizer, report, out)
