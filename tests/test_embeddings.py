@@ -217,13 +217,15 @@ def test_model_fingerprint_sees_weight_changes(model):
     before = E.model_fingerprint(model)
     assert before == E.model_fingerprint(model)
     parameter = model.model.visual_projection.weight
+    original = parameter[0, 0].item()
     with torch.no_grad():
         parameter[0, 0] += 0.5
     try:
         assert E.model_fingerprint(model) != before
     finally:
         with torch.no_grad():
-            parameter[0, 0] -= 0.5
+            parameter[0, 0] = original  # exactly: subtracting 0.5 again can round to another float
+    assert E.model_fingerprint(model) == before
 
 
 def test_other_families_and_background_workers(tiny_hooked):

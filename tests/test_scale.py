@@ -47,8 +47,10 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def model(tiny_hooked):
-    return tiny_hooked["clip"]
+def model(tiny_models):
+    # A private copy, loaded as the Ray workers load it: the engine refuses a model whose weights differ
+    # from its source folder, and the session's shared models are other tests' to use.
+    return clipviz.load(tiny_models["clip"])
 
 
 @pytest.fixture(scope="module")

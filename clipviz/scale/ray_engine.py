@@ -97,11 +97,14 @@ def embed_with_ray(model, images=None, texts=None, labels=None, *, output=None, 
         if progress is not None:
             context.enable_progress_bars = bool(progress)
         actors = concurrency if isinstance(concurrency, int) else max(concurrency)
+        # Ray Data deprecated map_batches(concurrency=) in favour of an explicit compute strategy
+        pool = (ray.data.ActorPoolStrategy(size=concurrency) if isinstance(concurrency, int)
+                else ray.data.ActorPoolStrategy(min_size=min(concurrency), max_size=max(concurrency)))
         # enough blocks for every actor to have work, none bigger than a few batches
         block = max(batch_size, min(_BLOCK_BATCHES * batch_size, -(-len(todo) // (2 * actors))))
         blocks = [_arrow_slice(rows, todo[i : i + block]) for i in range(0, len(todo), block)]
         dataset = ray.data.from_arrow(blocks).map_batches(
-            _EmbedActor, batch_size=batch_size, batch_format="pyarrow", concurrency=concurrency,
+            _EmbedActor, batch_size=batch_size, batch_format="pyarrow", compute=pool,
             num_gpus=num_gpus or None,
             fn_constructor_kwargs={"source": model_source or model.name, "name": model.name,
                                    "dtype": str(model.dtype).removeprefix("torch."),
