@@ -54,8 +54,8 @@ Scenes from `shapes.sample(...)`: {len(shapes.COLORS)} colours ({", ".join(shape
 {len(shapes.SHAPES)} shapes ({", ".join(shapes.SHAPES)}), 2 sizes, random positions, 5 background tints with
 pixel noise; half of each batch one-object, half two-object scenes. Captions in {languages}, e.g.
 "red circle", "a small red circle and a large blue star", with a random order of objects, sizes
-half the time, and sometimes only one of two objects mentioned. Training uses scene seeds
->= 1,000,000 only; all figures below are on seed 2026, never seen in training.
+half the time, and sometimes only one of two objects mentioned.{_captions_text(report_dict.get("captions", "ordered"))} Training uses scene seeds
+>= 1,000,000 only; all figures below are on seed 2026 (binding: 2027), never seen in training.
 
 ## Architecture
 ViT image tower: 64 x 64 input, 8 x 8 patches (an 8 x 8 patch grid), width 128, 4 layers, 4 heads.
@@ -75,7 +75,7 @@ that fit several images, and those are not treated as negatives.
 
 Total training time: **{total_minutes:.1f} min** wall-clock on {report_dict['threads']} CPU thread(s) of a 2-core
 machine shared with other jobs (the s/step column shows how busy it was), seed {report_dict['seed']}.
-Reproduce with `python -m clipviz.zoo.train --family {family} --seed {report_dict["seed"]} --threads {report_dict["threads"]}`
+Reproduce with `python -m clipviz.zoo.train --family {family} --seed {report_dict["seed"]} --threads {report_dict["threads"]}{_variant_options(name, report_dict)}`
 (the same seed and thread count give the same weights).
 {notes}
 ## Accuracy (300 held-out scenes of each kind)
@@ -86,10 +86,49 @@ scores higher than the label of an absent one (all pairs).
 | language | zero-shot top-1 | present vs absent |
 |---|---|---|
 {metric_rows}
-
+{_binding_text(report_dict.get("binding"))}
 ## Limits
 A toy: it knows 6 colours, 5 shapes and 2 sizes, nothing else. Photos give meaningless answers.
 """
+
+
+_CAPTION_TEXT = {
+    "ordered": "",
+    "shuffled": (" **Then every caption's words are put in random order** (`--captions shuffled`, e.g. "
+                 "\"circle and red a square blue a\"): the text tower never sees word order, so it can only "
+                 "learn which words a caption holds, a bag of words (Yuksekgonul et al. 2023). Everything "
+                 "else is the recipe of shapes-clip."),
+    "one-object": " Every caption names a single object (`--captions one-object`, a binding experiment).",
+    "hard-negatives": (" Each two-object caption's attribute-swapped twin is added to the batch as a negative "
+                       "(`--captions hard-negatives`, NegCLIP, Yuksekgonul et al. 2023)."),
+}
+
+
+def _captions_text(captions: str) -> str:
+    return _CAPTION_TEXT[captions]
+
+
+def _variant_options(name: str, report_dict: dict) -> str:
+    """The command-line options beyond family, seed and threads that this model was trained with."""
+    options = ""
+    if report_dict.get("captions", "ordered") != "ordered":
+        options += f" --captions {report_dict['captions']}"
+    if report_dict.get("world", "plain") != "plain":
+        options += f" --world {report_dict['world']}"
+    if report_dict.get("tokenizer"):
+        options += f" --tokenizer {report_dict['tokenizer']}"
+    if name != {"clip": "shapes-clip", "chinese_clip": "shapes-chinese-clip", "altclip": "shapes-altclip"}[report_dict["family"]]:
+        options += f" --name {name}"
+    return options
+
+
+def _binding_text(binding) -> str:
+    if binding is None:
+        return ""
+    return (f"\nBinding: on 250 two-object scenes whose objects differ in colour and shape, the true caption "
+            f"(\"a red circle and a blue square\") scores higher than its attribute-swapped twin (\"a blue "
+            f"circle and a red square\") in **{binding:.1%}** of scenes; 50% is a bag of words "
+            f"(`clipviz.zoo.evaluate.binding_accuracy`, Yuksekgonul et al. 2023).\n")
 
 
 def _lang_codes(languages: str):

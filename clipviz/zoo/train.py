@@ -116,6 +116,8 @@ class Report:
     device: str = "cpu"
     binding: float | None = None
     name: str = ""
+    world: str = "plain"
+    tokenizer: str | None = None  # --tokenizer: the directory whose vocabulary was reused
 
 
 def default_stages(family: str) -> list[Stage]:
@@ -276,7 +278,8 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
     model = recipes.build_model(family, tokenizer)
     model.train()
     report = Report(family, seed, stages, threads=torch.get_num_threads(), captions=captions,
-                    pool_scenes=pool_scenes, device=device)
+                    pool_scenes=pool_scenes, device=device, world=world,
+                    tokenizer=None if tokenizer_dir is None else str(tokenizer_dir))
     started = time.perf_counter()
     if world not in ("plain", "wide"):
         raise ValueError(f"unknown world {world!r}; expected 'plain' or 'wide'")
