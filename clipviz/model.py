@@ -782,7 +782,7 @@ def load(name_or_path=None, *, device=None, dtype=None, processor=None, tower: s
     """Load a CLIP-family model as a :class:`HookedCLIP`.
 
     ``name_or_path``: a bundled model (``"shapes-clip"``, the default; ``"shapes-chinese-clip"``,
-    ``"shapes-altclip"``), a Hub id (``"openai/clip-vit-base-patch32"``,
+    ``"shapes-altclip"``; ``"shapes-clip-bow"``, shapes-clip's bag-of-words twin for lesson 07), a Hub id (``"openai/clip-vit-base-patch32"``,
     ``"OFA-Sys/chinese-clip-vit-base-patch16"``, ``"BAAI/AltCLIP"``, ...) or a local directory written
     by ``save_pretrained`` (model and processor) — of any class in :data:`clipviz.towers.SUPPORTED_CLASSES`:
     dual encoders, single towers (``CLIPVisionModelWithProjection``, ``CLIPTextModel``, ...) and
