@@ -55,22 +55,26 @@ app.close()  # cancels the background UMAP: only the first picture is timed
 """
 
 MEMORY = """
-import resource, sys, numpy as np
+import resource, sys, tempfile, numpy as np
 def rss_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
 from PIL import Image
 from clipviz.embeddings import Embeddings
 from clipviz.widgets import EmbeddingApp
-from clipviz.thumbnails import jpeg_url
 before = rss_mb()
 rng = np.random.default_rng(0)
 X = rng.normal(size=(100_000, 512)).astype(np.float32)
 app = EmbeddingApp(Embeddings.from_arrays(X), method="pca")
 del X
-tiles = [Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).resize((160, 160)) for _ in range(64)]
-for row in range(100_000):  # every point hovered once: the previews cache is full
-    app.previews._cache[row] = jpeg_url(tiles[row % 64].rotate(row % 360))
+folder = tempfile.mkdtemp()
+files = []
+for i in range(64):  # random noise: the worst case for JPEG, so the largest previews
+    files.append(f"{folder}/{i}.png")
+    Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(files[-1])
+app.embeddings.inputs = [files[row % 64] for row in range(100_000)]  # a collection's list of paths
+for row in range(100_000):  # every point hovered once, through the app's own preview path
+    app.previews.url(row)
 after = rss_mb()
 print("MEMORY", after - before, app.previews.nbytes() / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
