@@ -110,7 +110,7 @@ def large(n: int = 100_000) -> dict:
 
     from clipviz.projection import JointUMAP
 
-    X, labels = make_data(n_images=n - 1000, n_texts=1000, dim=128, n_classes=100)
+    X, labels = make_data(n_images=n - 1000, n_texts=1000, dim=512, n_classes=100)
     is_image = np.arange(n) < n - 1000
     warm = X[:: n // 2000]
     umap.UMAP(metric="cosine").fit_transform(warm)  # compile both sides' kernels before timing
