@@ -11,12 +11,13 @@
 3. memory: resident set of a fresh process holding an ``EmbeddingApp`` over 100,000 image vectors
    (512-d float32) after a preview was made for every point (worst case: all hovered), minus the
    process before the data existed.
-
 4. in the browser at 100,000 points (``benchmarks/bench_map_browser.py``): hover → thumbnail visible
    (median) against one bare kernel round trip, and a lasso of ~10,000 points → the kernel's
    ``on_select``.
+5. ``million``: 1,000,000 points (32-d vectors, PCA layout) drawn in the browser: the share of the
+   canvas covered and the time from running the cell to the points on screen.
 
-    python benchmarks/bench_map.py [--part first|large|memory|browser]
+    python benchmarks/bench_map.py [--part first|large|memory|browser|million]
 """
 
 from __future__ import annotations
@@ -137,11 +138,12 @@ def memory() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["first", "large", "memory", "browser", "all"], default="all")
+    parser.add_argument("--part", choices=["first", "large", "memory", "browser", "million", "all"], default="all")
     args = parser.parse_args()
     from bench_map_browser import browser
 
-    parts = {"first": first_picture, "large": large, "memory": memory, "browser": browser}
+    parts = {"first": first_picture, "large": large, "memory": memory, "browser": browser,
+             "million": lambda: browser(1_000_000, interact=False)}
     for name, function in parts.items():
         if args.part in (name, "all"):
             print(name, json.dumps(function(), indent=1), flush=True)
