@@ -517,7 +517,13 @@ def _embed_text_batch(model, texts: list[str]) -> BatchResult:
 
 
 def _output_dim(model) -> int:
-    return int(model.model.config.projection_dim)
+    """Width of the vectors ``model`` makes: the joint space's, or a single tower's output (see clipviz.towers)."""
+    from .towers import vector_sizes
+
+    layout = getattr(model, "layout", None)
+    if layout is None:  # a bare dual model
+        return int(model.model.config.projection_dim)
+    return int(vector_sizes(layout, layout.towers[0])[1])
 
 
 # ---------------------------------------------------------------------------------- assembly
