@@ -11,12 +11,13 @@
 3. memory: resident set of a fresh process holding an ``EmbeddingApp`` over 100,000 image vectors
    (512-d float32) after a preview was made for every point (worst case: all hovered), minus the
    process before the data existed.
-
 4. in the browser at 100,000 points (``benchmarks/bench_map_browser.py``): hover → thumbnail visible
    (median) against one bare kernel round trip, and a lasso of ~10,000 points → the kernel's
    ``on_select``.
+5. ``million``: 1,000,000 points (32-d vectors, PCA layout) drawn in the browser: the share of the
+   canvas covered and the time from running the cell to the points on screen.
 
-    python benchmarks/bench_map.py [--part first|large|memory|browser]
+    python benchmarks/bench_map.py [--part first|large|memory|browser|million]
 """
 
 from __future__ import annotations
@@ -55,24 +56,28 @@ app.close()  # cancels the background UMAP: only the first picture is timed
 """
 
 MEMORY = """
-import resource, sys, numpy as np
+import resource, sys, tempfile, numpy as np
 def rss_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
 from PIL import Image
 from clipviz.embeddings import Embeddings
 from clipviz.widgets import EmbeddingApp
-from clipviz.thumbnails import jpeg_url
 before = rss_mb()
 rng = np.random.default_rng(0)
-X = rng.normal(size=(100_000, 512)).astype(np.float32)
+X = rng.standard_normal((100_000, 512), dtype=np.float32)  # no float64 copy on the way
 app = EmbeddingApp(Embeddings.from_arrays(X), method="pca")
 del X
-tiles = [Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).resize((160, 160)) for _ in range(64)]
-for row in range(100_000):  # every point hovered once: the previews cache is full
-    app.previews._cache[row] = jpeg_url(tiles[row % 64].rotate(row % 360))
+folder = tempfile.mkdtemp()
+files = []
+for i in range(64):  # random noise: the worst case for JPEG, so the largest previews
+    files.append(f"{folder}/{i}.png")
+    Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(files[-1])
+app.embeddings.inputs = [files[row % 64] for row in range(100_000)]  # a collection's list of paths
+for row in range(100_000):  # every point hovered once, through the app's own preview path
+    app.previews.url(row)
 after = rss_mb()
-print("MEMORY", after - before, app.previews.nbytes() / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print("MEMORY", after - before, app.previews.nbytes() / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
 """
 
 
@@ -106,7 +111,7 @@ def large(n: int = 100_000) -> dict:
 
     from clipviz.projection import JointUMAP
 
-    X, labels = make_data(n_images=n - 1000, n_texts=1000, dim=128, n_classes=100)
+    X, labels = make_data(n_images=n - 1000, n_texts=1000, dim=512, n_classes=100)
     is_image = np.arange(n) < n - 1000
     warm = X[:: n // 2000]
     umap.UMAP(metric="cosine").fit_transform(warm)  # compile both sides' kernels before timing
@@ -128,16 +133,17 @@ def memory() -> dict:
     out = subprocess.run([sys.executable, "-c", MEMORY], env=_env(Path(tempfile.mkdtemp())), check=True,
                          capture_output=True, text=True, cwd=ROOT)
     line = [x for x in out.stdout.splitlines() if x.startswith("MEMORY")][0].split()
-    return {"rss_growth_mb": float(line[1]), "previews_mb": float(line[2]), "peak_rss_mb": float(line[3])}
+    return {"rss_growth_mb": float(line[1]), "previews_mb": float(line[2]), "peak_growth_mb": float(line[3])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["first", "large", "memory", "browser", "all"], default="all")
+    parser.add_argument("--part", choices=["first", "large", "memory", "browser", "million", "all"], default="all")
     args = parser.parse_args()
     from bench_map_browser import browser
 
-    parts = {"first": first_picture, "large": large, "memory": memory, "browser": browser}
+    parts = {"first": first_picture, "large": large, "memory": memory, "browser": browser,
+             "million": lambda: browser(1_000_000, interact=False)}
     for name, function in parts.items():
         if args.part in (name, "all"):
             print(name, json.dumps(function(), indent=1), flush=True)

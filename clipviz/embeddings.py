@@ -144,7 +144,7 @@ class Embeddings:
             raise ValueError("give image_vectors and/or text_vectors")
         if len({p.shape[1] for p in parts}) > 1:
             raise ValueError(f"image and text vectors differ in width: {[p.shape[1] for p in parts]}")
-        vectors = _unit(np.concatenate(parts))
+        vectors = _unit(np.concatenate(parts) if len(parts) > 1 else parts[0])  # _unit returns a new array
         return cls(vectors, np.array(modality), _object_array(labels), sources, np.concatenate(index),
                    np.zeros((0, 0, 0, 3), np.uint8), None if pairs is None else np.asarray(pairs, dtype=np.int64),
                    inputs=list(sources))
@@ -517,7 +517,13 @@ def _embed_text_batch(model, texts: list[str]) -> BatchResult:
 
 
 def _output_dim(model) -> int:
-    return int(model.model.config.projection_dim)
+    """Width of the vectors ``model`` makes: the joint space's, or a single tower's output (see clipviz.towers)."""
+    from .towers import vector_sizes
+
+    layout = getattr(model, "layout", None)
+    if layout is None:  # a bare dual model
+        return int(model.model.config.projection_dim)
+    return int(vector_sizes(layout, layout.towers[0])[1])
 
 
 # ---------------------------------------------------------------------------------- assembly
@@ -614,13 +620,21 @@ def _object_array(values) -> np.ndarray:
     return array
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+def _unit(vectors: np.ndarray, block: int = 16_384) -> np.ndarray:
+    """Rows scaled to unit length, as float32. Norms are summed in float64 a block of rows at a time, so
+    100,000 × 512 vectors need a few MB of scratch, not two float64 copies (800 MB)."""
+    norms = np.empty((len(vectors), 1), np.float64)
+    for start in range(0, len(vectors), block):
+        rows = vectors[start : start + block].astype(np.float64)
+        norms[start : start + block, 0] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     if np.any(norms == 0):
         raise ValueError("some vectors are all zeros and have no direction")
     if np.all(np.abs(norms - 1) < 1e-6):
         return vectors.astype(np.float32)  # already unit: dividing again would only add rounding noise
-    return (vectors / norms).astype(np.float32)
+    out = np.empty(vectors.shape, np.float32)
+    for start in range(0, len(vectors), block):
+        out[start : start + block] = vectors[start : start + block] / norms[start : start + block]
+    return out
 
 
 def _progress_bar(total: int, show: bool):

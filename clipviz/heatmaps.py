@@ -64,6 +64,7 @@ from PIL import Image
 
 from . import images as _images
 from . import towers as _towers
+from .errors import InvalidArgument, WrongType
 
 HEAD_FUSIONS = ("mean", "max", "min")
 DEFAULT_SINK_RATIO = 2.5
@@ -73,9 +74,9 @@ DEFAULT_SINK_RATIO = 2.5
 def resolve_layer(layer, n_layers: int, option: str = "layer") -> int:
     """``layer`` as an index in ``0..n_layers-1`` (negative counts from the end), or a clear error."""
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise TypeError(f"{option} must be an int, got {type(layer).__name__} {layer!r}")
+        raise WrongType(f"{option} must be an int, got {type(layer).__name__} {layer!r}")
     if not -n_layers <= layer < n_layers:
-        raise ValueError(
+        raise InvalidArgument(
             f"{option}={layer} is out of range: the vision tower has {n_layers} layers, so valid values "
             f"are 0..{n_layers - 1} (or -{n_layers}..-1 counting from the end)"
         )
@@ -87,9 +88,9 @@ def resolve_head(head, n_heads: int):
     if head == "mean":
         return "mean"
     if isinstance(head, bool) or not isinstance(head, (int, np.integer)):
-        raise TypeError(f"head must be 'mean' or an int, got {type(head).__name__} {head!r}")
+        raise WrongType(f"head must be 'mean' or an int, got {type(head).__name__} {head!r}")
     if not -n_heads <= head < n_heads:
-        raise ValueError(
+        raise InvalidArgument(
             f"head={head} is out of range: each vision layer has {n_heads} heads, so valid values are "
             f"0..{n_heads - 1} (or -{n_heads}..-1), or 'mean'"
         )
@@ -526,8 +527,6 @@ def normalise(values: np.ndarray) -> np.ndarray:
 def check_sink_ratio(sink_ratio) -> float:
     """``sink_ratio`` must be a finite number above 1: at or below 1 half the patches or more would be "sinks"."""
     import numbers
-
-    from .errors import InvalidArgument, WrongType
 
     if isinstance(sink_ratio, bool) or not isinstance(sink_ratio, numbers.Real):
         raise WrongType("sink_ratio", f"got {type(sink_ratio).__name__} {sink_ratio!r}; pass a number above 1 "

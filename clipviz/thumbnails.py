@@ -2,7 +2,9 @@
 (≤ 96 px, JPEG) or a text row's text, each as a ``data:`` URL a browser shows with no network.
 
 Nothing is made up front: a map of 100,000 images costs nothing until a point is hovered, and each
-preview is made once (then served from memory). The source is what the caller passed to
+preview is made once, then served from memory while it is among the most recently used (the cache
+keeps at most ``max_bytes``, 64 MiB by default: about 10,000 photo previews, so hovering a whole
+million-point map never fills the kernel's memory). The source is what the caller passed to
 :func:`clipviz.embed` (``Embeddings.inputs``: a path, a PIL image, an array), else the small thumbnail
 stored with the embeddings; an image that cannot be read gets a placeholder, never an exception.
 """
@@ -12,26 +14,34 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import OrderedDict
 
 import numpy as np
 
 PREVIEW_SIDE = 96  # pixels, the longer side of an image preview
+PREVIEW_CACHE_BYTES = 64 * 2**20
 _JPEG_QUALITY = 80
 
 
 class Previews:
     """``previews.url(row)`` → a ``data:`` URL for row ``row`` of an :class:`clipviz.embeddings.Embeddings`.
 
-    ``side``: the longer side of an image preview in pixels (≤ 96 by default). ``made`` counts the
-    previews made so far (each row at most once); ``failed`` lists rows whose image could not be read.
+    ``side``: the longer side of an image preview in pixels (≤ 96 by default). ``max_bytes``: the
+    most the kept previews may hold; the least recently shown go first. ``made`` counts the previews
+    made so far (a row is made again only after it was dropped); ``failed`` lists rows whose image
+    could not be read.
     """
 
-    def __init__(self, embeddings, side: int = PREVIEW_SIDE):
+    def __init__(self, embeddings, side: int = PREVIEW_SIDE, max_bytes: int = PREVIEW_CACHE_BYTES):
         if not 8 <= side <= 512:
             raise ValueError(f"side must be between 8 and 512 pixels, not {side!r}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be 0 or more, not {max_bytes!r}")
         self.embeddings = embeddings
         self.side = side
-        self._cache: dict[int, str] = {}
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[int, str] = OrderedDict()
+        self._bytes = 0
         self.made = 0
         self.failed: list[int] = []
 
@@ -40,14 +50,21 @@ class Previews:
         if not 0 <= row < len(self.embeddings):
             raise IndexError(f"there is no row {row}: choose 0 … {len(self.embeddings) - 1}")
         cached = self._cache.get(row)
-        if cached is None:
-            cached = self._cache[row] = self._make(row)
-            self.made += 1
-        return cached
+        if cached is not None:
+            self._cache.move_to_end(row)
+            return cached
+        made = self._make(row)
+        self.made += 1
+        self._cache[row] = made
+        self._bytes += len(made)
+        while self._bytes > self.max_bytes and self._cache:
+            _, dropped = self._cache.popitem(last=False)
+            self._bytes -= len(dropped)
+        return made
 
     def nbytes(self) -> int:
-        """Bytes held by the previews made so far."""
-        return sum(len(u) for u in self._cache.values())
+        """Bytes held by the previews kept now (at most ``max_bytes``)."""
+        return self._bytes
 
     def _make(self, row: int) -> str:
         emb = self.embeddings

@@ -352,3 +352,14 @@ def test_every_store_file_goes_through_one_fsynced_atomic_write(model, monkeypat
     on_disk = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert sorted(written) == on_disk  # every file, consolidated ones included, came through the helper
     assert len(synced) >= 2 * len(written)  # the file and its folder, each time
+
+
+def test_unit_rows_are_normalised_block_by_block_and_zero_rows_refused():
+    rng = np.random.default_rng(0)
+    vectors = (rng.normal(size=(10, 7)) * rng.uniform(0.1, 50, (10, 1))).astype(np.float32)
+    out = E._unit(vectors, block=3)  # blocks that do not divide the row count
+    np.testing.assert_allclose(out, vectors / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True), rtol=1e-6)
+    assert out.dtype == np.float32 and out is not vectors
+    vectors[4] = 0
+    with pytest.raises(ValueError, match="all zeros"):
+        E._unit(vectors, block=3)

@@ -423,3 +423,26 @@ def test_embedding_app_search_box_shows_hits_and_highlights_them(tiny_hooked):
     assert no_model._query.disabled
     with pytest.raises(ValueError, match="needs the model"):
         no_model.search("red")
+
+
+def test_previews_keep_at_most_their_byte_budget_dropping_the_least_recently_shown():
+    from PIL import Image
+
+    from clipviz.embeddings import Embeddings
+    from clipviz.thumbnails import Previews
+
+    rng = np.random.default_rng(0)
+    emb = Embeddings.from_arrays(rng.normal(size=(6, 8)))
+    emb.inputs = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(6)]
+    one = len(Previews(emb).url(0))
+    previews = Previews(emb, max_bytes=int(2.5 * one))  # room for two noise previews
+    first = previews.url(0)
+    previews.url(1)
+    previews.url(0)  # shown again: now the most recent
+    previews.url(2)  # over budget: row 1, the least recently shown, goes
+    assert previews.nbytes() <= previews.max_bytes and previews.made == 3
+    assert previews.url(0) == first and previews.made == 3  # still kept
+    previews.url(1)
+    assert previews.made == 4  # made again after it was dropped
+    with pytest.raises(ValueError, match="max_bytes"):
+        Previews(emb, max_bytes=-1)

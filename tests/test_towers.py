@@ -222,3 +222,20 @@ def test_single_tower_weights_version_covers_the_whole_tower(towers_dir):
     with torch.no_grad():
         model.model.encoder.layers[-1].mlp.fc2.weight[0, 0] += 1.0
     assert model.weights_version("vision") != before
+
+
+@pytest.mark.parametrize("family", list(SINGLE))
+def test_embed_collects_a_single_towers_vectors(family, towers_dir, tiny_hooked, photos, texts):
+    """``clipviz.embed`` on a single tower: its own vectors, at its own width (no joint-space config)."""
+    import numpy as np
+
+    for name in SINGLE[family]:
+        model = clipviz.load(towers_dir[name], device="cpu")
+        if model.towers == ("vision",):
+            emb = clipviz.embed(model, images=photos, progress=False)
+            expected = model.image_embeds(photos)
+        else:
+            emb = clipviz.embed(model, texts=texts, progress=False)
+            expected = model.text_embeds(texts)
+        assert emb.dim == expected.shape[1]
+        np.testing.assert_allclose(np.asarray(emb.vectors), expected.numpy(), atol=1e-5)
