@@ -51,15 +51,6 @@ app.on_select(lambda rows: arrivals.append((time.time(), len(rows))))
 app
 """
 
-_EXECUTE = """
-const done = arguments[arguments.length - 1];
-const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-let text = '';
-const future = kernel.requestExecute({code: arguments[0]});
-future.onIOPub = msg => { if (msg.content && msg.content.text) { text += msg.content.text; } };
-future.done.then(() => done(text)).catch(error => done('error: ' + error));
-"""
-
 _PREVIEW = """
 for (const el of document.querySelectorAll('div')) {
   const bg = el.style.backgroundImage || '';
@@ -109,7 +100,7 @@ def browser(n: int = 100_000, rounds: int = 15, interact: bool = True) -> dict:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from test_browser import CHROMIUM_FLAGS
-    from test_browser_map import _drawn_fraction, lasso_loop
+    from test_browser_map import _EXECUTE, _drawn_fraction, lasso_loop  # the test's own kernel call
 
     work = Path(tempfile.mkdtemp(prefix="bench_map_browser_"))
     cells = [SETUP.format(n=n, thumbnails=interact)]
