@@ -48,25 +48,9 @@ def write_shapes(folder: Path, n: int) -> Path:
 
 
 def start_ray(cpus: int):
-    import ray
+    from clipviz.testing import start_local_ray
 
-    # Ray renices its workers to 15 by default: on a busy machine they would then lose the CPU to
-    # everything else and the ratio would measure the neighbours, not Ray. Same priority as the baseline.
-    os.environ.setdefault("RAY_worker_niceness", "0")
-    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    for attempt in range(3):  # a busy machine can miss Ray's fixed raylet start-up window
-        try:
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                     object_store_memory=512 * 2**20, runtime_env={"env_vars": env})
-            break
-        except Exception:  # retried, then re-raised
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    return ray
+    return start_local_ray(cpus, object_store_memory=512 * 2**20, pythonpath=ROOT, attempts=3)
 
 
 def load_model(name: str, directory: Path):

@@ -10,7 +10,8 @@ through exactly the loading path a user's checkpoint does. No network, no downlo
 
 The tower presets are the published shapes (Radford et al. 2021, CLIP; Dosovitskiy et al. 2021,
 ViT) for timings and geometry; ``TINY_VISION`` / ``TINY_TEXT`` are the unit tests' towers
-(hidden 32, 2 layers, 4 heads, like transformers' ``CLIPModelTester``).
+(hidden 32, 2 layers, 4 heads, like transformers' ``CLIPModelTester``). :func:`start_local_ray`
+starts the local Ray the scale tests and benchmarks share.
 """
 
 from __future__ import annotations
@@ -89,3 +90,41 @@ def random_checkpoint(directory, family: str = "clip", *, vision: dict | None = 
     model.save_pretrained(directory)
     build_processor(family, tokenizer, vision["image_size"]).save_pretrained(directory)
     return directory
+
+
+def start_local_ray(num_cpus: int = 2, *, object_store_memory: int = 256 * 2**20, pythonpath=None, attempts: int = 5):
+    """Start a local Ray for tests and benchmarks on this machine; returns the ``ray`` module.
+
+    Ray's workers run at the caller's priority (Ray renices them to 15 by default, so on a busy
+    machine they wait behind every other process). ``pythonpath``: a checkout the workers import
+    clipviz from instead of the installed one. Start-up is retried: Ray gives its raylet a fixed 30 s,
+    which a loaded 2-core machine can miss.
+    """
+    import os
+
+    import ray
+
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    niceness = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"  # read by the raylet when it starts
+    try:
+        for attempt in range(attempts):
+            try:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                         object_store_memory=object_store_memory, runtime_env={"env_vars": env})
+                break
+            except Exception:  # retried, then re-raised
+                ray.shutdown()
+                if attempt == attempts - 1:
+                    raise
+    finally:
+        if niceness is None:
+            os.environ.pop("RAY_worker_niceness", None)
+        else:
+            os.environ["RAY_worker_niceness"] = niceness
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray

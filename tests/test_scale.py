@@ -17,6 +17,7 @@ import pytest
 import clipviz
 from clipviz.data import shapes
 from clipviz.embeddings import Embeddings
+from clipviz.testing import start_local_ray
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -29,29 +30,9 @@ N_IMAGES = int(os.environ.get("CLIPVIZ_SCALE_TEST_IMAGES", "2000"))  # a few tho
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # Ray renices its workers to 15: on a busy CI machine the actors would wait behind every other
-    # process and the killed-worker test would find none running. Same priority as the tests.
-    niceness = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"
     # Workers import this checkout's clipviz, not whichever one the environment has installed.
-    options = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 256 * 2**20, "log_to_driver": False,
-                   "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                                             "TRANSFORMERS_VERBOSITY": "error"}}}
-    for attempt in range(5):  # Ray gives its raylet a fixed 30 s to start: a busy machine can miss that
-        try:
-            ray.init(**options)
-            break
-        except Exception:  # retried, then re-raised
-            ray.shutdown()
-            if attempt == 4:
-                raise
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
+    yield start_local_ray(2, object_store_memory=256 * 2**20, pythonpath=ROOT)
     ray.shutdown()
-    if niceness is None:
-        os.environ.pop("RAY_worker_niceness", None)
-    else:
-        os.environ["RAY_worker_niceness"] = niceness
 
 
 @pytest.fixture(scope="module")
