@@ -137,18 +137,24 @@ def test_wide_world_ground_truth(objects):
     assert any(s.pixels.shape[0] != s.pixels.shape[1] for s in shapes.sample(60, seed=4, world="wide"))
 
 
-def test_drawn_renderer_is_deterministic_and_independent():
+@pytest.mark.parametrize("renderer", ["drawn", "plotted"])
+def test_evaluation_renderers_are_deterministic_and_independent(renderer):
+    import importlib
     import subprocess
     import sys
 
-    from clipviz.data import drawn
-
-    first = drawn.sample(6, seed=3, objects=2)
-    assert _digest(first) == _digest(drawn.sample(6, seed=3, objects=2))
-    assert {(o.color, o.shape) for s in drawn.sample(400, seed=1) for o in s.objects} == set(shapes.CLASSES)
-    # training code never imports the evaluation renderer
+    module = importlib.import_module(f"clipviz.data.{renderer}")
+    first = module.sample(6, seed=3, objects=2)
+    assert _digest(first) == _digest(module.sample(6, seed=3, objects=2))
+    assert _digest(first[:2]) == _digest(module.sample(2, seed=3, objects=2))
+    assert {(o.color, o.shape) for s in module.sample(400, seed=1) for o in s.objects} == set(shapes.CLASSES)
+    for scene in first:
+        a, b = scene.objects
+        assert (a.color, a.shape) != (b.color, b.shape)
+        assert scene.pixels.dtype == np.uint8 and scene.pixels.shape[2] == 3
+    # training code never imports the evaluation renderers
     code = ("import sys, clipviz.zoo.train, clipviz.zoo.batches, clipviz.zoo.recipes; "
-            "print('clipviz.data.drawn' in sys.modules)")
+            f"print('clipviz.data.{renderer}' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

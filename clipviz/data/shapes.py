@@ -7,15 +7,15 @@ and zero-shot answers can be *checked* against the truth.
 
 Two worlds share the words and the ground-truth format:
 
-* ``world="wide"`` (what ``python -m clipviz.zoo.train`` trains on): anti-aliased or aliased
-  edges, sizes from 8 pixels to nearly the whole frame, any position, rotations, anisotropic
+* ``world="wide"`` (what the bundled models learn second, after the plain world): anti-aliased or aliased
+  edges, sizes from 10 pixels to nearly the whole frame, any position, rotations, anisotropic
   stretch, filled or outlined shapes, hand-drawn-like wobbly outlines, colour shades around each
   named colour (HSV ranges), plain / gradient / textured backgrounds, blur, noise, JPEG artefacts,
   and one image in five non-square (objects inside the centre crop a processor keeps). Wide
   variation is the usual cure for a model that only knows one renderer's pixels (domain
   randomisation, Tobin et al. 2017).
-* ``world="plain"`` (the default, the world the bundled models were trained on): the first
-  version's world (flat colours, two sizes, no anti-aliasing), byte for byte as before.
+* ``world="plain"`` (the default, what the bundled models learn first, as shape is easy to see
+  there): the first version's world (flat colours, two sizes, no anti-aliasing), byte for byte as before.
 
 Determinism: every scene is drawn from its own ``numpy`` generator seeded with
 ``(seed, objects, index)`` (``(seed, objects, index, 1)`` for the wide world), and shapes are

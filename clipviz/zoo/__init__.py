@@ -11,6 +11,8 @@ from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT = "shapes-clip"
+#: each family's bundled model, the name ``python -m clipviz.zoo.train --family F`` saves under
+FAMILY_MODELS = {"clip": "shapes-clip", "chinese_clip": "shapes-chinese-clip", "altclip": "shapes-altclip"}
 
 
 def available() -> list[str]:
@@ -28,4 +30,4 @@ def path(name: str = DEFAULT) -> Path:
     return directory
 
 
-__all__ = ["DEFAULT", "MODELS_DIR", "available", "path"]
+__all__ = ["DEFAULT", "FAMILY_MODELS", "MODELS_DIR", "available", "path"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clipviz.data import shapes
+from clipviz.zoo import FAMILY_MODELS
 
 _FAMILY_TEXT = {
     "clip": ("CLIPModel", "byte-level BPE (CLIPTokenizer, vocab.json + merges.txt), lower-cased",
@@ -22,13 +23,11 @@ def model_card(name: str, report_dict: dict, size_bytes: int, notes: str = "") -
     family = report_dict["family"]
     cls, tokenizer, languages, paper = _FAMILY_TEXT[family]
     stage_rows = "\n".join(
-        f"| {i + 1}. {s['name']} | {s['description']} | {s['steps']} | {s['batch_size']} | "
+        f"| {i + 1}. {s['name']} | {s['description']} | {s.get('world', 'plain')} | {s['steps']} | {s['batch_size']} | "
         f"{s['learning_rate']:g} | {s['seconds'] / 60:.1f} min ({s['seconds'] / s['steps']:.2f} s/step) |"
         for i, s in enumerate(report_dict["stages"]))
     total_minutes = sum(s["seconds"] for s in report_dict["stages"]) / 60
-    metric_rows = "\n".join(
-        f"| {lang} | {m['zero_shot']:.1%} | {m['present_vs_absent']:.1%} |"
-        for lang, m in report_dict["metrics"].items())
+    metric_rows = "\n".join(_metric_row(lang, report_dict) for lang in report_dict["metrics"])
     return f"""---
 language: [{", ".join(sorted(set(_lang_codes(languages))))}]
 library_name: transformers
@@ -51,8 +50,8 @@ processor = AutoProcessor.from_pretrained(clipviz.zoo.path("{name}"))
 
 ## Data
 Scenes from `shapes.sample(...)`: {len(shapes.COLORS)} colours ({", ".join(shapes.COLORS)}),
-{len(shapes.SHAPES)} shapes ({", ".join(shapes.SHAPES)}), 2 sizes, random positions, 5 background tints with
-pixel noise; half of each batch one-object, half two-object scenes. Captions in {languages}, e.g.
+{len(shapes.SHAPES)} shapes ({", ".join(shapes.SHAPES)}), 2 sizes, random positions; half of each batch
+one-object, half two-object scenes. {_WORLD_TEXT[_world(report_dict)]} Captions in {languages}, e.g.
 "red circle", "a small red circle and a large blue star", with a random order of objects, sizes
 half the time, and sometimes only one of two objects mentioned.{_captions_text(report_dict.get("captions", "ordered"))} Training uses scene seeds
 >= 1,000,000 only; all figures below are on seed 2026 (binding: 2027), never seen in training.
@@ -69,24 +68,27 @@ decay, gradient clipping at 1, temperature clipped at 100. The contrastive loss 
 cross-entropy with multi-positive targets: in a world of 30 classes a batch holds many captions
 that fit several images, and those are not treated as negatives.
 
-| stage | what it does | steps | batch | learning rate | time |
-|---|---|---|---|---|---|
+| stage | what it does | world | steps | batch | learning rate | time |
+|---|---|---|---|---|---|---|
 {stage_rows}
 
 Total training time: **{total_minutes:.1f} min** wall-clock on {report_dict['threads']} CPU thread(s) of a 2-core
-machine shared with other jobs (the s/step column shows how busy it was), seed {report_dict['seed']}.
+machine shared with other jobs (the s/step column shows how busy it was), seed {report_dict['seed']}{_pool_text(report_dict)}.
 Reproduce with `python -m clipviz.zoo.train --family {family} --seed {report_dict["seed"]} --threads {report_dict["threads"]}{_variant_options(name, report_dict)}`
 (the same seed and thread count give the same weights).
 {notes}
 ## Accuracy (300 held-out scenes of each kind)
 Zero-shot top-1 over the 30 colour x shape labels (`shapes.class_labels(lang)`, no template) on
 one-object scenes; present vs absent: on two-object scenes, how often the label of a present object
-scores higher than the label of an absent one (all pairs).
+scores higher than the label of an absent one (all pairs). Four renderers: the plain world, the
+wide world (`world="wide"`), and two independent renderers training never imports: Pillow
+(`clipviz.data.drawn`: Pillow primitives, CSS colours, canvases of 64-160 px) and matplotlib
+(`clipviz.data.plotted`: patches, Tableau/xkcd colours, pen outlines, canvases of 72-200 px).
 
-| language | zero-shot top-1 | present vs absent |
-|---|---|---|
+| language | plain: zero-shot | plain: present vs absent | wide: zero-shot | wide: present vs absent | Pillow: zero-shot | matplotlib: zero-shot |
+|---|---|---|---|---|---|---|
 {metric_rows}
-{_binding_text(report_dict.get("binding"))}
+{_binding_text(report_dict.get("binding"), report_dict.get("binding_wide"))}
 ## Limits
 A toy: it knows 6 colours, 5 shapes and 2 sizes, nothing else. Photos give meaningless answers.
 """
@@ -113,22 +115,60 @@ def _variant_options(name: str, report_dict: dict) -> str:
     options = ""
     if report_dict.get("captions", "ordered") != "ordered":
         options += f" --captions {report_dict['captions']}"
-    if report_dict.get("world", "plain") != "plain":
-        options += f" --world {report_dict['world']}"
+    if report_dict.get("world", "plain") == "plain":
+        options += " --world plain"
     if report_dict.get("tokenizer"):
         options += f" --tokenizer {report_dict['tokenizer']}"
-    if name != {"clip": "shapes-clip", "chinese_clip": "shapes-chinese-clip", "altclip": "shapes-altclip"}[report_dict["family"]]:
+    if name != FAMILY_MODELS[report_dict["family"]]:
         options += f" --name {name}"
     return options
 
 
-def _binding_text(binding) -> str:
+def _binding_text(binding, binding_wide=None) -> str:
     if binding is None:
         return ""
+    wide = "" if binding_wide is None else f" (**{binding_wide:.1%}** on 250 such scenes of the wide world)"
     return (f"\nBinding: on 250 two-object scenes whose objects differ in colour and shape, the true caption "
             f"(\"a red circle and a blue square\") scores higher than its attribute-swapped twin (\"a blue "
-            f"circle and a red square\") in **{binding:.1%}** of scenes; 50% is a bag of words "
+            f"circle and a red square\") in **{binding:.1%}** of scenes{wide}; 50% is a bag of words "
             f"(`clipviz.zoo.evaluate.binding_accuracy`, Yuksekgonul et al. 2023).\n")
+
+
+_WORLD_TEXT = {
+    "plain": "Every stage trains on the plain world: fixed colours, 5 background tints with pixel noise.",
+    "curriculum": (
+        "A curriculum (Bengio et al. 2009): stages marked *plain* draw fresh scenes of the plain world "
+        "(fixed colours, 5 background tints with pixel noise), where shape is easy to see; stages marked "
+        "*wide* draw from a pre-rendered pool of the wide world (`shapes.sample(..., world=\"wide\")`: "
+        "objects from 10 px to nearly the whole frame, rotations, outlined as well as filled shapes, "
+        "shades around each colour, gradient and textured backgrounds, wobbly hand-drawn-like edges, "
+        "aliased or anti-aliased, noise, blur, JPEG artefacts, non-square images), 30% of it plain "
+        "scenes so the plain world is not forgotten."),
+}
+
+
+def _world(report_dict: dict) -> str:
+    return report_dict.get("world", "plain") if report_dict.get("world") in _WORLD_TEXT else "plain"
+
+
+def _pool_text(report_dict: dict) -> str:
+    seconds = report_dict.get("pool_seconds", 0.0)
+    if not seconds or _world(report_dict) == "plain":
+        return ""
+    return f", plus {seconds / 60:.1f} min rendering the wide stages' pool of {2 * report_dict['pool_scenes']:,} scenes"
+
+
+def _metric_row(lang: str, report_dict: dict) -> str:
+    def cell(metrics, key=None):
+        value = metrics.get(lang)
+        if value is None:
+            return "-"
+        return f"{(value if key is None else value[key]):.1%}"
+
+    plain, wide = report_dict["metrics"], report_dict.get("metrics_wide", {})
+    return (f"| {lang} | {cell(plain, 'zero_shot')} | {cell(plain, 'present_vs_absent')} | "
+            f"{cell(wide, 'zero_shot')} | {cell(wide, 'present_vs_absent')} | "
+            f"{cell(report_dict.get('metrics_drawn', {}))} | {cell(report_dict.get('metrics_plotted', {}))} |")
 
 
 def _lang_codes(languages: str):

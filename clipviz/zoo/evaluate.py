@@ -95,11 +95,66 @@ def binding_accuracy(model, processor, n: int = 250, seed: int = BINDING_SEED, l
     return wins / n
 
 
-def evaluate_drawn(model, processor, languages, n: int = 300, seed: int = EVAL_SEED) -> dict:
-    """Zero-shot top-1 on ``n`` one-object scenes of the independent Pillow renderer
-    (``clipviz.data.drawn``), imported here only, so training never sees that code."""
-    from clipviz.data import drawn
+def evaluate_drawn(model, processor, languages, n: int = 300, seed: int = EVAL_SEED,
+                   renderer: str = "drawn") -> dict:
+    """Zero-shot top-1 on ``n`` one-object scenes of an independent renderer: ``"drawn"``
+    (Pillow, ``clipviz.data.drawn``) or ``"plotted"`` (matplotlib, ``clipviz.data.plotted``),
+    imported here only, so training never sees their code."""
+    import importlib
 
+    if renderer not in ("drawn", "plotted"):
+        raise ValueError(f"unknown renderer {renderer!r}; expected 'drawn' or 'plotted'")
     model.eval()
-    singles = drawn.sample(n, seed=seed, objects=1)
+    singles = importlib.import_module(f"clipviz.data.{renderer}").sample(n, seed=seed, objects=1)
     return {lang: zero_shot_accuracy(model, processor, singles, lang) for lang in languages}
+
+
+def measure(model, processor, family: str, n: int = 300) -> dict:
+    """Every figure a model card reports, keyed as in ``training.json``."""
+    languages = REPORTED_LANGUAGES[family]
+    figures = {"metrics": evaluate(model, processor, languages, n=n, world="plain"),
+               "metrics_wide": evaluate(model, processor, languages, n=n, world="wide"),
+               "metrics_drawn": evaluate_drawn(model, processor, languages, n=n),
+               "metrics_plotted": evaluate_drawn(model, processor, languages, n=n, renderer="plotted")}
+    if family == "clip":
+        figures["binding"] = binding_accuracy(model, processor)
+        figures["binding_wide"] = binding_accuracy(model, processor, world="wide")
+    return figures
+
+
+def main(argv=None) -> None:
+    """``python -m clipviz.zoo.evaluate DIR [DIR ...]``: measure saved shapes models again and
+    write the figures into their ``training.json`` and model card (after a new evaluation renderer,
+    or to check a card)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    import transformers
+
+    from clipviz.zoo import FAMILY_MODELS
+    from clipviz.zoo.card import model_card
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("directories", nargs="+")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scenes", type=int, default=300, help="held-out scenes of each kind")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for directory in map(Path, args.directories):
+        record_path = directory / "training.json"
+        if not record_path.is_file():
+            raise SystemExit(f"{directory} has no training.json: is it a model saved by clipviz.zoo.train?")
+        record = json.loads(record_path.read_text())
+        model = transformers.AutoModel.from_pretrained(directory).eval()
+        figures = measure(model, transformers.AutoProcessor.from_pretrained(directory), record["family"], n=args.scenes)
+        record.update(figures)
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        card = model_card(record.get("name") or FAMILY_MODELS[record["family"]], report_dict=record,
+                          size_bytes=(directory / "model.safetensors").stat().st_size)
+        (directory / "README.md").write_text(card, encoding="utf-8")
+        print(directory.name, json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
