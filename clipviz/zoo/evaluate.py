@@ -109,14 +109,15 @@ def evaluate_drawn(model, processor, languages, n: int = 300, seed: int = EVAL_S
     return {lang: zero_shot_accuracy(model, processor, singles, lang) for lang in languages}
 
 
-def measure(model, processor, family: str, n: int = 300) -> dict:
-    """Every figure a model card reports, keyed as in ``training.json``."""
+def measure(model, processor, family: str, n: int = 300, binding: bool = True) -> dict:
+    """Every figure a model card reports, keyed as in ``training.json`` (``binding=False``: all but
+    the binding figures of English models)."""
     languages = REPORTED_LANGUAGES[family]
     figures = {"metrics": evaluate(model, processor, languages, n=n, world="plain"),
                "metrics_wide": evaluate(model, processor, languages, n=n, world="wide"),
                "metrics_drawn": evaluate_drawn(model, processor, languages, n=n),
                "metrics_plotted": evaluate_drawn(model, processor, languages, n=n, renderer="plotted")}
-    if family == "clip":
+    if family == "clip" and binding:
         figures["binding"] = binding_accuracy(model, processor)
         figures["binding_wide"] = binding_accuracy(model, processor, world="wide")
     return figures
