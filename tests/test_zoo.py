@@ -153,6 +153,22 @@ def test_training_is_deterministic_and_saves_a_hub_checkpoint(tmp_path):
     assert "| plain | 2 | 8 |" in card and "| wide | 2 | 8 |" in card and "matplotlib: zero-shot" in card
 
 
+def test_shipped_models_follow_the_plain_recipe():
+    """The bundled models were trained before the curriculum: ``--world plain`` gives their stages."""
+    import json
+
+    from clipviz import zoo
+    from clipviz.zoo import train
+
+    keys = ("name", "steps", "batch_size", "learning_rate")
+    for name, family in (("shapes-clip", "clip"), ("shapes-clip-bow", "clip"),
+                         ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")):
+        record = json.loads((zoo.path(name) / "training.json").read_text())
+        assert record.get("world", "plain") == "plain", name
+        assert ([{k: stage[k] for k in keys} for stage in record["stages"]]
+                == [{k: getattr(stage, k) for k in keys} for stage in train.default_stages(family, "plain")]), name
+
+
 def test_stage_worlds_are_checked():
     from clipviz.zoo import train
 

@@ -135,7 +135,15 @@ class Report:
     tokenizer: str | None = None  # --tokenizer: the directory whose vocabulary was reused
 
 
-def default_stages(family: str) -> list[Stage]:
+def default_stages(family: str, world: str = "curriculum") -> list[Stage]:
+    """The stages of ``family``'s recipe; ``world="plain"``: the first bundled models' recipe, every
+    stage on the plain world (for CLIP three stages with warm restarts, SGDR, Loshchilov & Hutter 2017)."""
+    if family == "clip" and world == "plain":
+        return [Stage("contrastive", "Both towers from scratch, symmetric contrastive loss "
+                      "on English captions (Radford et al. 2021).", 1200, 1e-3),
+                Stage("contrastive-restart", "Same loss and data, learning rate warm-restarted "
+                      "(SGDR, Loshchilov & Hutter 2017) to keep learning shape.", 700, 1e-3),
+                Stage("contrastive-restart-2", "A second, gentler warm restart.", 400, 5e-4)]
     if family == "clip":
         return [Stage("plain", "Both towers from scratch, symmetric contrastive loss on English "
                       "captions (Radford et al. 2021), on the plain world, where shape is easy to see.",
@@ -294,7 +302,7 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
         raise ValueError(f"unknown captions {captions!r}; expected one of: {', '.join(CAPTION_MODES)}")
     if world not in ("curriculum", "plain"):
         raise ValueError(f"unknown world {world!r}; expected 'curriculum' or 'plain'")
-    stages = stages or default_stages(family)
+    stages = stages or default_stages(family, world)
     for stage in stages:
         _check_world(stage.world)
         if world == "plain":
@@ -415,7 +423,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    stages = default_stages(args.family)
+    stages = default_stages(args.family, args.world)
     for stage in stages:
         stage.steps = max(2, round(stage.steps * args.steps_scale))
         stage.learning_rate *= args.lr_scale
