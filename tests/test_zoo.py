@@ -170,7 +170,10 @@ def test_shipped_models_follow_the_plain_recipe():
 
 
 def test_stage_worlds_are_checked():
-    from clipviz.zoo import train
+    from clipviz.zoo import evaluate, train
+
+    with pytest.raises(ValueError, match="'drawn' or 'plotted'"):
+        evaluate.evaluate_drawn(None, None, ("en",), n=1, renderer="photos")
 
     with pytest.raises(ValueError, match="'plain' or 'wide'"):
         train.train("clip", stages=[train.Stage("x", "", 1, 1e-3, world="fancy")])
