@@ -115,8 +115,8 @@ def _variant_options(name: str, report_dict: dict) -> str:
     options = ""
     if report_dict.get("captions", "ordered") != "ordered":
         options += f" --captions {report_dict['captions']}"
-    if report_dict.get("world", "plain") == "plain":
-        options += " --world plain"
+    if report_dict.get("world", "plain") != "plain":
+        options += f" --world {report_dict['world']}"
     if report_dict.get("tokenizer"):
         options += f" --tokenizer {report_dict['tokenizer']}"
     if name != FAMILY_MODELS[report_dict["family"]]:

@@ -28,8 +28,9 @@ fits about half an hour and falls short (BENCHMARKS.md, "A curriculum"). "wide" 
 ``POOL_SCENES`` one-object and as many two-object scenes, ``PLAIN_SHARE`` of them plain so the
 plain world is not forgotten, the rest wide, rendered once (in ``--workers`` processes) and drawn
 from with a seeded generator; rendering the wide world is dearer than a training step on 2 cores,
-so its scenes are reused rather than drawn fresh. ``--world plain`` trains every stage on the
-plain world (the first bundled models' recipe).
+so its scenes are reused rather than drawn fresh. The curriculum is opt-in (``--world curriculum``)
+until its step counts reach the plain recipe's accuracy; the default, ``--world plain``, trains
+every stage on the plain world: the recipe of the bundled models.
 
 Binding variants (``--captions``): "ordered" (the default), "shuffled" (each caption's words in
 random order: a bag-of-words text tower), "one-object" (captions never name two objects),
@@ -133,13 +134,14 @@ class Report:
     binding: float | None = None  # plain world
     binding_wide: float | None = None
     name: str = ""
-    world: str = "curriculum"  # "curriculum": each stage's own world; "plain": every stage plain
+    world: str = "plain"  # "plain": every stage plain (the bundled recipe); "curriculum": each stage's own world
     tokenizer: str | None = None  # --tokenizer: the directory whose vocabulary was reused
 
 
-def default_stages(family: str, world: str = "curriculum") -> list[Stage]:
-    """The stages of ``family``'s recipe; ``world="plain"``: the first bundled models' recipe, every
-    stage on the plain world (for CLIP three stages with warm restarts, SGDR, Loshchilov & Hutter 2017)."""
+def default_stages(family: str, world: str = "plain") -> list[Stage]:
+    """The stages of ``family``'s recipe: ``world="plain"``, the bundled models' recipe, every stage
+    on the plain world (for CLIP three stages with warm restarts, SGDR, Loshchilov & Hutter 2017);
+    ``world="curriculum"``, plain stages first, then wide ones."""
     if family == "clip" and world == "plain":
         return [Stage("contrastive", "Both towers from scratch, symmetric contrastive loss "
                       "on English captions (Radford et al. 2021).", 1200, 1e-3),
@@ -287,11 +289,11 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
           resume_dir: str | os.PathLike | None = None, first_stage: int = 0,
           tokenizer_dir: str | os.PathLike | None = None, captions: str = "ordered",
           workers: int = 1, device: str = "cpu", pool_scenes: int = POOL_SCENES,
-          pool_cache: str | None = None, world: str = "curriculum"):
+          pool_cache: str | None = None, world: str = "plain"):
     """Train ``family``; return ``(model, processor, tokenizer, report)`` (not yet saved).
 
-    ``world``: "curriculum" (the bundled models' recipe: each stage on its own world, see the
-    module docstring) or "plain" (every stage on the plain world).
+    ``world``: "plain" (the bundled models' recipe: every stage on the plain world) or "curriculum"
+    (each stage on its own world, see the module docstring).
 
     ``resume_dir`` + ``first_stage`` (CLIP only): start from a model saved after stage
     ``first_stage - 1``; as nothing random happens inside a step beyond the seeded data, this
@@ -412,9 +414,9 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
     parser.add_argument("--captions", default="ordered", choices=CAPTION_MODES,
                         help="binding experiment: how captions are written (see the module docstring)")
-    parser.add_argument("--world", choices=("curriculum", "plain"), default="curriculum",
-                        help="curriculum: plain world first, then the wide world (the bundled recipe); "
-                        "plain: every stage on the plain world")
+    parser.add_argument("--world", choices=("plain", "curriculum"), default="plain",
+                        help="plain: every stage on the plain world (the bundled recipe); curriculum: "
+                        "plain world first, then the wide world (experimental, BENCHMARKS.md)")
     parser.add_argument("--pool-scenes", type=int, default=POOL_SCENES)
     parser.add_argument("--pool-cache", help="pickle file holding (or to hold) the rendered scene pool")
     parser.add_argument("--name", help="model name for the card (default: the family's bundled name)")
