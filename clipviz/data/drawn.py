@@ -24,7 +24,7 @@ import math
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from clipviz.data.shapes import COLORS, SHAPES, Scene, ShapeObject
+from clipviz.data.shapes import COLORS, SHAPES, Scene, ShapeObject, boxed_object, check_request
 
 #: CSS named colours a person would call by each name (their own values, not the shapes world's)
 CSS_COLORS = {
@@ -98,12 +98,7 @@ def _scene(rng: np.random.Generator, n_objects: int) -> Scene:
         stroke_width = max(1, int(round(short * 0.03))) * scale
         _draw_shape(draw, shape, cx * scale, cy * scale, r * scale, fill, name if outlined else None,
                     stroke_width if outlined else 0, float(rng.uniform(-10, 10)))
-        mask = np.zeros((height, width), dtype=bool)
-        x0, y0 = max(0, int(cx - r)), max(0, int(cy - r))
-        x1, y1 = min(width, int(math.ceil(cx + r))), min(height, int(math.ceil(cy + r)))
-        mask[y0:y1, x0:x1] = True  # the drawn object's bounding square (this renderer keeps no pixel mask)
-        mask.flags.writeable = False
-        objects.append(ShapeObject(color, shape, size, (x0, y0, x1, y1), mask))
+        objects.append(boxed_object(color, shape, size, cx, cy, r, width, height))  # no pixel mask here
     if antialias:
         image = image.resize((width, height), Image.LANCZOS)
     pixels = np.asarray(image).copy()
@@ -117,8 +112,5 @@ def sample(n: int, seed: int = 0, objects: int = 1) -> list[Scene]:
     Same ``Scene`` format as the shapes world, but ``mask`` is each object's bounding square and
     ``background`` a CSS colour name.
     """
-    if objects not in (1, 2):
-        raise ValueError(f"objects must be 1 or 2, got {objects!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n!r}")
+    check_request(n, objects)
     return [_scene(np.random.default_rng([seed, objects, i, 7]), objects) for i in range(n)]

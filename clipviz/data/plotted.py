@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from clipviz.data.shapes import COLORS, SHAPES, Scene, ShapeObject
+from clipviz.data.shapes import COLORS, SHAPES, Scene, ShapeObject, boxed_object, check_request
 
 #: matplotlib colour specs a person would call by each name
 PALETTE = {
@@ -105,12 +105,7 @@ def _scene(rng: np.random.Generator, n_objects: int) -> Scene:
         else:
             kwargs = dict(facecolor=spec, edgecolor="none")
         axes.add_patch(_patch(shape, cx, cy, r, angle, **kwargs))
-        x0, y0 = max(0, int(cx - r)), max(0, int(cy - r))
-        x1, y1 = min(width, math.ceil(cx + r)), min(height, math.ceil(cy + r))
-        mask = np.zeros((height, width), dtype=bool)
-        mask[y0:y1, x0:x1] = True  # the object's bounding square (this renderer keeps no pixel mask)
-        mask.flags.writeable = False
-        objects.append(ShapeObject(color, shape, size, (x0, y0, x1, y1), mask))
+        objects.append(boxed_object(color, shape, size, cx, cy, r, width, height))  # no pixel mask here
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     pixels = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:height, :width, :3])
@@ -130,8 +125,5 @@ def sample(n: int, seed: int = 0, objects: int = 1) -> list[Scene]:
     Same ``Scene`` format as the shapes world, but ``mask`` is each object's bounding square and
     ``background`` a matplotlib colour spec.
     """
-    if objects not in (1, 2):
-        raise ValueError(f"objects must be 1 or 2, got {objects!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n!r}")
+    check_request(n, objects)
     return [_scene(np.random.default_rng([seed, objects, i, 11]), objects) for i in range(n)]

@@ -31,6 +31,7 @@ world's JPEG step uses Pillow's libjpeg: bytes are pinned for one Pillow/libjpeg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import product
 
@@ -190,6 +191,26 @@ class Scene:
 WORLDS = ("wide", "plain")
 
 
+def check_request(n: int, objects: int) -> None:
+    """The arguments every renderer's ``sample(n, seed, objects)`` takes: a clear error otherwise."""
+    if objects not in (1, 2):
+        raise ValueError(f"objects must be 1 or 2, got {objects!r}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n!r}")
+
+
+def boxed_object(color: str, shape: str, size: str, cx: float, cy: float, r: float, width: int,
+                 height: int) -> ShapeObject:
+    """Ground truth for an object drawn by code that keeps no pixel mask (the evaluation renderers):
+    its mask is the square of half-side ``r`` round ``(cx, cy)``, clipped to the canvas."""
+    x0, y0 = max(0, int(cx - r)), max(0, int(cy - r))
+    x1, y1 = min(width, math.ceil(cx + r)), min(height, math.ceil(cy + r))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    mask.flags.writeable = False
+    return ShapeObject(color, shape, size, (x0, y0, x1, y1), mask)
+
+
 def sample(n: int, seed: int = 0, objects: int = 1, world: str = "plain") -> list[Scene]:
     """``n`` scenes with ``objects`` (1 or 2) objects each, deterministic in ``seed``.
 
@@ -197,10 +218,7 @@ def sample(n: int, seed: int = 0, objects: int = 1, world: str = "plain") -> lis
     have both the same colour and the same shape. ``world``: "plain" (default) or "wide" (see the
     module docstring).
     """
-    if objects not in (1, 2):
-        raise ValueError(f"objects must be 1 or 2, got {objects!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n!r}")
+    check_request(n, objects)
     _check(world, WORLDS, "world")
     if world == "plain":
         return [_scene(np.random.default_rng([seed, objects, i]), objects) for i in range(n)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from clipviz.data import shapes
 from clipviz.zoo import FAMILY_MODELS
 
@@ -92,6 +95,15 @@ wide world (`world="wide"`), and two independent renderers training never import
 ## Limits
 A toy: it knows 6 colours, 5 shapes and 2 sizes, nothing else. Photos give meaningless answers.
 """
+
+
+def write_record(directory, record: dict) -> None:
+    """Write a saved model's ``training.json`` and its card (``README.md``) from ``record``."""
+    directory = Path(directory)
+    (directory / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    card = model_card(record.get("name") or FAMILY_MODELS[record["family"]], report_dict=record,
+                      size_bytes=(directory / "model.safetensors").stat().st_size)
+    (directory / "README.md").write_text(card, encoding="utf-8")
 
 
 _CAPTION_TEXT = {

@@ -133,8 +133,7 @@ def main(argv=None) -> None:
 
     import transformers
 
-    from clipviz.zoo import FAMILY_MODELS
-    from clipviz.zoo.card import model_card
+    from clipviz.zoo.card import write_record
 
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     parser.add_argument("directories", nargs="+")
@@ -149,11 +148,7 @@ def main(argv=None) -> None:
         record = json.loads(record_path.read_text())
         model = transformers.AutoModel.from_pretrained(directory).eval()
         figures = measure(model, transformers.AutoProcessor.from_pretrained(directory), record["family"], n=args.scenes)
-        record.update(figures)
-        record_path.write_text(json.dumps(record, indent=2) + "\n")
-        card = model_card(record.get("name") or FAMILY_MODELS[record["family"]], report_dict=record,
-                          size_bytes=(directory / "model.safetensors").stat().st_size)
-        (directory / "README.md").write_text(card, encoding="utf-8")
+        write_record(directory, {**record, **figures})
         print(directory.name, json.dumps(figures))
 
 

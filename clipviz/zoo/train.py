@@ -61,7 +61,6 @@ from clipviz.zoo.evaluate import measure
 from clipviz.zoo.tokenizers import build_processor, build_tokenizer, write_vocab_files
 
 LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh", "zh", "zh", "en"), "altclip": shapes.LANGUAGES}
-MODEL_NAMES = FAMILY_MODELS
 CAPTION_MODES = ("ordered", "shuffled", "one-object", "hard-negatives")
 POOL_SCENES = 8_000
 PLAIN_SHARE = 0.3  # of the wide stages' scene pool: plain scenes, so the plain world is not forgotten
@@ -142,6 +141,10 @@ def default_stages(family: str, world: str = "plain") -> list[Stage]:
     """The stages of ``family``'s recipe: ``world="plain"``, the bundled models' recipe, every stage
     on the plain world (for CLIP three stages with warm restarts, SGDR, Loshchilov & Hutter 2017);
     ``world="curriculum"``, plain stages first, then wide ones."""
+    if world not in ("curriculum", "plain"):
+        raise ValueError(f"unknown world {world!r}; expected 'curriculum' or 'plain'")
+    # Chinese-CLIP and AltCLIP start from a trained shapes-clip: in a curriculum they only see the pool
+    pool_world = "wide" if world == "curriculum" else "plain"
     if family == "clip" and world == "plain":
         return [Stage("contrastive", "Both towers from scratch, symmetric contrastive loss "
                       "on English captions (Radford et al. 2021).", 1200, 1e-3),
@@ -160,15 +163,15 @@ def default_stages(family: str, world: str = "plain") -> list[Stage]:
     if family == "chinese_clip":
         return [Stage("locked-image", "Image tower (shapes-clip's) locked; the BERT text tower "
                       "learns to meet it: locked-image tuning (LiT, Zhai et al. 2022).", 500, 1e-3,
-                      world="wide"),
+                      world=pool_world),
                 Stage("unlocked", "Everything trainable, contrastive on Chinese (and some English) "
-                      "captions, lower learning rate.", 250, 2e-4, world="wide")]
+                      "captions, lower learning rate.", 250, 2e-4, world=pool_world)]
     if family == "altclip":
         return [Stage("teacher-learning", "Text only: the XLM-R student's [CLS] output regresses "
                       "(MSE) onto the CLIP teacher's English text feature, for parallel captions in "
                       "all languages.", 600, 1e-3, batch_size=256),
                 Stage("contrastive", "Image tower locked; the student text tower is tuned "
-                      "contrastively on image-caption pairs in all languages.", 300, 3e-4, world="wide")]
+                      "contrastively on image-caption pairs in all languages.", 300, 3e-4, world=pool_world)]
     raise ValueError(f"unknown family {family!r}; expected one of clip, chinese_clip, altclip")
 
 
@@ -292,8 +295,9 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
           pool_cache: str | None = None, world: str = "plain"):
     """Train ``family``; return ``(model, processor, tokenizer, report)`` (not yet saved).
 
-    ``world``: "plain" (the bundled models' recipe: every stage on the plain world) or "curriculum"
-    (each stage on its own world, see the module docstring).
+    ``world`` picks the default stages when ``stages`` is not given: "plain" (the bundled models'
+    recipe: every stage on the plain world) or "curriculum" (see the module docstring). Each stage
+    trains on its own ``Stage.world``.
 
     ``resume_dir`` + ``first_stage`` (CLIP only): start from a model saved after stage
     ``first_stage - 1``; as nothing random happens inside a step beyond the seeded data, this
@@ -304,13 +308,10 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
 
     if captions not in CAPTION_MODES:
         raise ValueError(f"unknown captions {captions!r}; expected one of: {', '.join(CAPTION_MODES)}")
-    if world not in ("curriculum", "plain"):
-        raise ValueError(f"unknown world {world!r}; expected 'curriculum' or 'plain'")
     stages = stages or default_stages(family, world)
     for stage in stages:
         _check_world(stage.world)
-        if world == "plain":
-            stage.world = "plain"
+    wide = any(stage.world == "wide" for stage in stages)
     deadline = time.time() + 60 * minutes if minutes else None
     languages = LANGUAGES[family]
     if tokenizer_dir is not None:
@@ -322,10 +323,9 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
     model = recipes.build_model(family, tokenizer)
     model.train()
     report = Report(family, seed, stages, threads=torch.get_num_threads(), captions=captions,
-                    pool_scenes=pool_scenes, device=device, world=world,
+                    pool_scenes=pool_scenes, device=device, world="curriculum" if wide else "plain",
                     tokenizer=None if tokenizer_dir is None else str(tokenizer_dir))
     started = time.perf_counter()
-    wide = any(stage.world == "wide" for stage in stages)
     pool = render_pool(seed, pool_scenes, workers, pool_cache) if wide else None
     report.pool_seconds = round(time.perf_counter() - started, 1)
     model.to(device)
@@ -342,7 +342,7 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
                  _contrastive_step(model, tokenizer, languages, stages[index], index, seed, pool, captions,
                                    device), deadline)
     else:
-        teacher_dir = teacher_dir or Path(__file__).parent / "models" / MODEL_NAMES["clip"]
+        teacher_dir = teacher_dir or Path(__file__).parent / "models" / FAMILY_MODELS["clip"]
         teacher = transformers.CLIPModel.from_pretrained(teacher_dir, attn_implementation="sdpa").to(device).eval()
         recipes.copy_image_tower(teacher, model)
         frozen_image_tower = [model.vision_model, model.visual_projection]
@@ -382,7 +382,7 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
 
 def save(model, processor, tokenizer, report: Report, out_dir) -> Path:
     """Write the model as a Hub checkpoint would be, plus ``training.json`` and a model card."""
-    from clipviz.zoo.card import model_card
+    from clipviz.zoo.card import write_record
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,16 +391,13 @@ def save(model, processor, tokenizer, report: Report, out_dir) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     write_vocab_files(tokenizer, out_dir)
-    (out_dir / "training.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    (out_dir / "README.md").write_text(model_card(report.name or MODEL_NAMES[report.family], report_dict=asdict(report),
-                                                   size_bytes=(out_dir / "model.safetensors").stat().st_size),
-                                       encoding="utf-8")
+    write_record(out_dir, asdict(report))
     return out_dir
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", required=True, choices=sorted(MODEL_NAMES))
+    parser.add_argument("--family", required=True, choices=sorted(FAMILY_MODELS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="output directory (default: the bundled model's directory)")
     parser.add_argument("--teacher", help="shapes-clip directory used by chinese_clip and altclip")
@@ -437,7 +434,7 @@ def main(argv=None) -> None:
                                                 tokenizer_dir=args.tokenizer, captions=args.captions,
                                                 workers=args.workers, device=args.device,
                                                 pool_scenes=args.pool_scenes, pool_cache=args.pool_cache, world=args.world)
-    report.name = args.name or MODEL_NAMES[args.family]
+    report.name = args.name or FAMILY_MODELS[args.family]
     out = args.out or Path(__file__).parent / "models" / report.name
     save(model, processor, tokenizer, report, out)
     print(json.dumps(report.metrics, indent=2))
