@@ -159,6 +159,16 @@ def test_evaluation_renderers_are_deterministic_and_independent(renderer):
     assert out.stdout.strip() == "False"
 
 
+def test_two_object_scenes_always_finish():
+    """A large first object once left no room for a second in the Pillow renderer, and its placement
+    loop never ended (seed 5); every renderer must finish every two-object scene."""
+    from clipviz.data import drawn, plotted
+
+    for module in (drawn, plotted):
+        scenes = module.sample(300, seed=5, objects=2)
+        assert all(len(scene.objects) == 2 for scene in scenes)
+
+
 def test_world_must_be_known():
     with pytest.raises(ValueError, match="wide, plain"):
         shapes.sample(1, world="fancy")
