@@ -62,7 +62,8 @@ from clipviz.zoo.tokenizers import build_processor, build_tokenizer, write_vocab
 
 LANGUAGES = {"clip": ("en",), "chinese_clip": ("zh", "zh", "zh", "en"), "altclip": shapes.LANGUAGES}
 CAPTION_MODES = ("ordered", "shuffled", "one-object", "hard-negatives")
-POOL_SCENES = 8_000
+POOL_SCENES = 16_000
+WIDE_STEPS = 3_500  # the curriculum's wide stage, after the whole plain recipe
 PLAIN_SHARE = 0.3  # of the wide stages' scene pool: plain scenes, so the plain world is not forgotten
 
 
@@ -152,14 +153,12 @@ def default_stages(family: str, world: str = "plain") -> list[Stage]:
                       "(SGDR, Loshchilov & Hutter 2017) to keep learning shape.", 700, 1e-3),
                 Stage("contrastive-restart-2", "A second, gentler warm restart.", 400, 5e-4)]
     if family == "clip":
-        return [Stage("plain", "Both towers from scratch, symmetric contrastive loss on English "
-                      "captions (Radford et al. 2021), on the plain world, where shape is easy to see.",
-                      1100, 1e-3),
-                # the curriculum's second half: smaller batches give more updates for the same
-                # compute, which the wide world's slow shape learning needs more than negatives
-                Stage("wide", "Same loss on the wide world (sizes, rotations, outlines, shades, "
-                      "textures, blur, JPEG; 30% plain scenes kept): a curriculum (Bengio et al. 2009).",
-                      2800, 1e-3, batch_size=64, world="wide")]
+        # the curriculum's second half: smaller batches give more updates for the same compute,
+        # which the wide world's slow shape learning needs more than negatives
+        return default_stages("clip", "plain") + [
+            Stage("wide", "Same loss on the wide world (sizes, rotations, outlines, shades, textures, "
+                  "blur, JPEG; 30% plain scenes kept): a curriculum (Bengio et al. 2009).",
+                  WIDE_STEPS, 1e-3, batch_size=64, world="wide")]
     if family == "chinese_clip":
         return [Stage("locked-image", "Image tower (shapes-clip's) locked; the BERT text tower "
                       "learns to meet it: locked-image tuning (LiT, Zhai et al. 2022).", 500, 1e-3,
