@@ -153,20 +153,50 @@ def test_training_is_deterministic_and_saves_a_hub_checkpoint(tmp_path):
     assert "| plain | 2 | 8 |" in card and "| wide | 2 | 8 |" in card and "matplotlib: zero-shot" in card
 
 
-def test_shipped_models_follow_the_plain_recipe():
-    """The default recipe (``--world plain``) is the bundled models' own: their stages."""
+def test_resuming_gives_the_weights_of_one_run_and_the_card_says_so(tmp_path):
+    """``--resume DIR --first-stage N`` (how the bundled shapes-clip was widened) reproduces the
+    one-go run's weights, and the card names the resumed stages and the cached pool."""
+    import torch
+
+    from clipviz.zoo import train
+
+    torch.set_num_threads(1)
+    cache = str(tmp_path / "pool.pkl")
+
+    def stages():
+        return [train.Stage("plain", "smoke test", steps=2, learning_rate=1e-3, batch_size=8),
+                train.Stage("wide", "smoke test", steps=2, learning_rate=1e-3, batch_size=8, world="wide")]
+
+    def run(stage_list, **kwargs):
+        return train.train("clip", seed=4, stages=stage_list, eval_scenes=2, pool_scenes=8, pool_cache=cache, **kwargs)
+
+    whole, *_, whole_report = run(stages())
+    assert not whole_report.pool_cached  # rendered, then written to the cache
+    first = run(stages()[:1])
+    train.save(*first, tmp_path / "first")
+    resumed, processor, tokenizer, report = run(stages(), resume_dir=tmp_path / "first", first_stage=1)
+    for (name, p), q in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert report.pool_cached and report.resumed_stages == 1
+    train.save(resumed, processor, tokenizer, report, tmp_path / "resumed")
+    card = (tmp_path / "resumed" / "README.md").read_text(encoding="utf-8")
+    assert f"--resume {tmp_path / 'first'} --first-stage 1" in card and "reading the wide stages' pool" in card
+
+
+def test_shipped_models_follow_the_default_recipe():
+    """The default recipe (``--world curriculum``) is the bundled models' own: their stages and worlds."""
     import json
 
     from clipviz import zoo
     from clipviz.zoo import train
 
-    keys = ("name", "steps", "batch_size", "learning_rate")
+    keys = ("name", "steps", "batch_size", "learning_rate", "world")
     for name, family in (("shapes-clip", "clip"), ("shapes-clip-bow", "clip"),
                          ("shapes-chinese-clip", "chinese_clip"), ("shapes-altclip", "altclip")):
         record = json.loads((zoo.path(name) / "training.json").read_text())
-        assert record.get("world", "plain") == "plain", name
+        assert record["world"] == "curriculum" and record["pool_scenes"] == train.POOL_SCENES, name
         assert ([{k: stage[k] for k in keys} for stage in record["stages"]]
-                == [{k: getattr(stage, k) for k in keys} for stage in train.default_stages(family, "plain")]), name
+                == [{k: getattr(stage, k) for k in keys} for stage in train.default_stages(family)]), name
 
 
 def test_stage_worlds_are_checked():

@@ -79,7 +79,7 @@ Total training time: **{total_minutes:.1f} min** wall-clock on {report_dict['thr
 machine shared with other jobs (the s/step column shows how busy it was), seed {report_dict['seed']}{_pool_text(report_dict)}.
 Reproduce with `python -m clipviz.zoo.train --family {family} --seed {report_dict["seed"]} --threads {report_dict["threads"]}{_variant_options(name, report_dict)}`
 (the same seed and thread count give the same weights).
-{notes}
+{_resumed_text(report_dict)}{notes}
 ## Accuracy (300 held-out scenes of each kind)
 Zero-shot top-1 over the 30 colour x shape labels (`shapes.class_labels(lang)`, no template) on
 one-object scenes; present vs absent: on two-object scenes, how often the label of a present object
@@ -127,8 +127,8 @@ def _variant_options(name: str, report_dict: dict) -> str:
     options = ""
     if report_dict.get("captions", "ordered") != "ordered":
         options += f" --captions {report_dict['captions']}"
-    if report_dict.get("world", "plain") != "plain":
-        options += f" --world {report_dict['world']}"
+    if report_dict.get("world", "plain") != "curriculum":  # the default recipe
+        options += f" --world {report_dict.get('world', 'plain')}"
     if report_dict.get("tokenizer"):
         options += f" --tokenizer {report_dict['tokenizer']}"
     if name != FAMILY_MODELS[report_dict["family"]]:
@@ -165,9 +165,21 @@ def _world(report_dict: dict) -> str:
 
 def _pool_text(report_dict: dict) -> str:
     seconds = report_dict.get("pool_seconds", 0.0)
-    if not seconds or _world(report_dict) == "plain":
+    if _world(report_dict) == "plain":
         return ""
-    return f", plus {seconds / 60:.1f} min rendering the wide stages' pool of {2 * report_dict['pool_scenes']:,} scenes"
+    how = "reading" if report_dict.get("pool_cached") else "rendering"
+    cache = " from a `--pool-cache` file rendered beforehand" if report_dict.get("pool_cached") else ""
+    return f", plus {seconds / 60:.1f} min {how} the wide stages' pool of {2 * report_dict['pool_scenes']:,} scenes{cache}"
+
+
+def _resumed_text(report_dict: dict) -> str:
+    """Where the first stages came from when training resumed an earlier model (``--resume``)."""
+    count = report_dict.get("resumed_stages", 0)
+    if not count:
+        return ""
+    stages = "Stage 1 is that" if count == 1 else f"Stages 1-{count} are those"
+    return (f"\n{stages} of an earlier run, resumed from `{report_dict['resumed_from']}` "
+            f"(`--resume {report_dict['resumed_from']} --first-stage {count}`); their times are that run's.\n")
 
 
 def _metric_row(lang: str, report_dict: dict) -> str:
