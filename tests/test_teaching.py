@@ -70,3 +70,18 @@ def test_run_lesson_cells_runs_only_tagged_code(tmp_path):
         run_lesson_cells(path, {}, tag="missing")
     with pytest.raises(FileNotFoundError):
         run_lesson_cells(tmp_path / "absent.ipynb", {})
+
+
+def test_committed_notebooks_carry_no_widget_bundle():
+    """Executing a notebook with a jupyter-scatter map stores anywidget's ~2 MB JavaScript bundle in
+    ``metadata.widgets``; the lessons are committed without it (their outputs are what is read)."""
+    import json
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).parent.parent / "notebooks").rglob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        state = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("widgets", {})
+        size = len(json.dumps(state))
+        assert size < 512 * 1024, (f"{path.name} stores {size / 2**20:.1f} MB of widget state: drop "
+                                   "notebook['metadata']['widgets'] before committing")
