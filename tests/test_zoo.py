@@ -131,7 +131,7 @@ def test_training_is_deterministic_and_saves_a_hub_checkpoint(tmp_path):
         # the curriculum's two kinds of stage: fresh plain scenes, then a (small) pool of wide ones
         stages = [train.Stage("plain", "smoke test", steps=2, learning_rate=1e-3, batch_size=8),
                   train.Stage("wide", "smoke test", steps=2, learning_rate=1e-3, batch_size=8, world="wide")]
-        return train.train("clip", seed=3, stages=stages, eval_scenes=4, pool_scenes=16, world="curriculum")
+        return train.train("clip", seed=3, stages=stages, eval_scenes=4, pool_scenes=16)
 
     torch.set_num_threads(1)
     model, processor, tokenizer, report = tiny_run()

@@ -127,8 +127,8 @@ def _variant_options(name: str, report_dict: dict) -> str:
     options = ""
     if report_dict.get("captions", "ordered") != "ordered":
         options += f" --captions {report_dict['captions']}"
-    if report_dict.get("world", "plain") != "curriculum":  # the default recipe
-        options += f" --world {report_dict.get('world', 'plain')}"
+    if _world(report_dict) != "curriculum":  # the default recipe
+        options += f" --world {_world(report_dict)}"
     if report_dict.get("tokenizer"):
         options += f" --tokenizer {report_dict['tokenizer']}"
     if name != FAMILY_MODELS[report_dict["family"]]:

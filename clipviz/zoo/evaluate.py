@@ -64,7 +64,7 @@ BINDING_SEED = 2027
 BINDING_SCENES = 250
 
 
-def binding_scenes(n: int = 250, seed: int = BINDING_SEED, world: str = "plain") -> list:
+def binding_scenes(n: int = BINDING_SCENES, seed: int = BINDING_SEED, world: str = "plain") -> list:
     """``n`` held-out two-object scenes whose objects differ in colour *and* shape."""
     scenes, index = [], 0
     while len(scenes) < n:

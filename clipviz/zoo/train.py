@@ -440,7 +440,7 @@ def main(argv=None) -> None:
                                                 resume_dir=args.resume, first_stage=args.first_stage,
                                                 tokenizer_dir=args.tokenizer, captions=args.captions,
                                                 workers=args.workers, device=args.device,
-                                                pool_scenes=args.pool_scenes, pool_cache=args.pool_cache, world=args.world)
+                                                pool_scenes=args.pool_scenes, pool_cache=args.pool_cache)
     report.name = args.name or FAMILY_MODELS[args.family]
     out = args.out or Path(__file__).parent / "models" / report.name
     save(model, processor, tokenizer, report, out)
