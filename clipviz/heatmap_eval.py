@@ -16,6 +16,9 @@ area under the curve). Insertion starts from a blurred image and puts the most i
 back first: a faithful map makes the logit rise fast (high area). Both work on the crop the model
 sees, one patch grid cell at a time, and report a random-order curve as the baseline.
 
+Ground truth for faithfulness on the shapes world: :func:`erase_object` paints one object over,
+so the logit before and after says which object the match depends on, whatever a map shows.
+
 :func:`evaluate_on_shapes` runs pointing game and energy-in-box over two-object scenes of the
 shapes world with the text naming one object, on scene seeds never used in training.
 """
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .heatmaps import HEATMAP_METHODS, Heatmap, heatmap, method_record
 
@@ -202,6 +206,18 @@ class LocalisationScore:
     def __repr__(self) -> str:
         return (f"LocalisationScore({self.model}, {self.method}, n={self.n}, pointing={self.pointing:.1%}, "
                 f"energy={self.energy:.1%})")
+
+
+def erase_object(scene, obj) -> Image.Image:
+    """``scene``'s image with ``obj`` painted over in the background colour (the median border pixel).
+
+    The model's own answer to "which object does this match depend on": compare the image–text
+    logit before and after (an object-level occlusion, Zeiler & Fergus 2014, with the ground-truth mask).
+    """
+    pixels = scene.pixels.copy()
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    pixels[obj.mask] = np.median(border, axis=0).astype(np.uint8)
+    return Image.fromarray(pixels)
 
 
 def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):
