@@ -30,7 +30,6 @@ import torch  # noqa: E402
 
 import clipviz  # noqa: E402
 from clipviz import heatmap_eval, zoo  # noqa: E402
-from clipviz.data import shapes  # noqa: E402
 from clipviz.heatmaps import heatmap  # noqa: E402
 
 BUNDLED = ("shapes-clip", "shapes-chinese-clip", "shapes-altclip")
@@ -56,8 +55,7 @@ def measure(model, n: int):
     """``[(outcome, shared, logit drop erasing the named object, drop erasing the other)]`` per scene."""
     half_patch = model.patch_size / 2  # the shapes scenes are shown at the model's own size
     rows = []
-    for i, scene in enumerate(shapes.sample(n, seed=heatmap_eval.HELDOUT_SEED, objects=2)):
-        named, other = scene.objects[i % 2], scene.objects[1 - i % 2]  # as heatmap_eval.shapes_queries
+    for scene, named, other in heatmap_eval.named_objects(n):  # the scenes and texts of shapes_queries
         text = named.describe("en", article=True)
         hm = heatmap(model, scene.image, text, method="relevance")
         variants = [scene.image, heatmap_eval.erase_object(scene, named), heatmap_eval.erase_object(scene, other)]

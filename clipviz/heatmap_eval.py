@@ -220,18 +220,22 @@ def erase_object(scene, obj) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def named_objects(n: int = 200, seed: int = HELDOUT_SEED):
+    """``n`` held-out two-object shapes scenes, each with the object its query names and the other
+    one: ``[(scene, named, other), ...]``. The named object alternates between the first and the
+    second of each scene (what :func:`shapes_queries` asks about)."""
+    from .data import shapes
+
+    return [(scene, scene.objects[i % 2], scene.objects[1 - i % 2])
+            for i, scene in enumerate(shapes.sample(n, seed=seed, objects=2))]
+
+
 def shapes_queries(n: int = 200, seed: int = HELDOUT_SEED, lang: str = "en"):
     """``n`` two-object shapes scenes, each with one object named: ``[(image, text, box), ...]``.
 
-    The named object alternates between the first and the second of each scene.
+    The named object alternates between the first and the second of each scene (:func:`named_objects`).
     """
-    from .data import shapes
-
-    queries = []
-    for i, scene in enumerate(shapes.sample(n, seed=seed, objects=2)):
-        target = scene.objects[i % 2]
-        queries.append((scene.image, target.describe(lang, article=True), target.box))
-    return queries
+    return [(scene.image, named.describe(lang, article=True), named.box) for scene, named, _ in named_objects(n, seed)]
 
 
 def evaluate_localisation(model, queries, method: str = "relevance", **options) -> LocalisationScore:

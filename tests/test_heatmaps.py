@@ -433,12 +433,9 @@ def test_where_relevance_points_at_the_other_object_the_model_does_not_use_it(on
 
     Erasing the named object costs the image–text logit in every scene, erasing the other object
     does not, also in the scenes whose relevance map peaks on the other object."""
-    from clipviz.data import shapes
-
     model = _bundled("shapes-clip")
     on_other = 0
-    for i, scene in enumerate(shapes.sample(60, seed=heatmap_eval.HELDOUT_SEED, objects=2)):
-        named, other = scene.objects[i % 2], scene.objects[1 - i % 2]  # as heatmap_eval.shapes_queries
+    for i, (scene, named, other) in enumerate(heatmap_eval.named_objects(60)):
         text = named.describe("en", article=True)
         variants = [scene.image, heatmap_eval.erase_object(scene, named), heatmap_eval.erase_object(scene, other)]
         full, without_named, without_other = model.logits(variants, [text])[:, 0].tolist()
