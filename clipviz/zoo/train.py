@@ -73,6 +73,11 @@ def _render(args):
     return shapes.sample_one(*args)
 
 
+def pool_cached(cache: str | None) -> bool:
+    """Whether ``render_pool(..., cache=cache)`` reads the pool from that file instead of rendering it."""
+    return cache is not None and Path(cache).is_file()
+
+
 def render_pool(seed: int, n: int = POOL_SCENES, workers: int = 1, cache: str | None = None,
                 plain_share: float = PLAIN_SHARE) -> dict:
     """``{objects: (uint8 crops [n, 3, 64, 64], scenes)}`` for 1 and 2 objects, from training seeds:
@@ -82,7 +87,7 @@ def render_pool(seed: int, n: int = POOL_SCENES, workers: int = 1, cache: str | 
     side share one rendering)."""
     import pickle
 
-    if cache is not None and Path(cache).is_file():
+    if pool_cached(cache):
         with open(cache, "rb") as f:
             return pickle.load(f)
     pool = {}
@@ -331,7 +336,7 @@ def train(family: str, seed: int = 0, teacher_dir: str | os.PathLike | None = No
                     pool_scenes=pool_scenes, device=device, world="curriculum" if wide else "plain",
                     tokenizer=None if tokenizer_dir is None else str(tokenizer_dir))
     started = time.perf_counter()
-    report.pool_cached = wide and pool_cache is not None and Path(pool_cache).is_file()
+    report.pool_cached = wide and pool_cached(pool_cache)
     pool = render_pool(seed, pool_scenes, workers, pool_cache) if wide else None
     report.pool_seconds = round(time.perf_counter() - started, 1)
     model.to(device)
