@@ -1,7 +1,7 @@
 """Train the bundled shapes models: ``python -m clipviz.zoo.train --family clip|chinese_clip|altclip``.
 
-Each family follows its own published recipe, in miniature (a few thousand steps: about 51 min for
-shapes-clip on 2 CPU cores, 12-13 min each for the two that start from it; BENCHMARKS.md):
+Each family follows its own published recipe, in miniature (a few thousand steps: about 43 min for
+shapes-clip on 2 idle CPU cores, 12-13 min each for the two that start from it; BENCHMARKS.md):
 
 * **CLIP** (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
   Supervision"): both towers from scratch, contrastive. Images and captions of a batch are
