@@ -58,10 +58,8 @@ def measure(model, n: int):
     for scene, named, other in heatmap_eval.named_objects(n):  # the scenes and texts of shapes_queries
         text = named.describe("en", article=True)
         hm = heatmap(model, scene.image, text, method="relevance")
-        variants = [scene.image, heatmap_eval.erase_object(scene, named), heatmap_eval.erase_object(scene, other)]
-        logits = model.logits(variants, [text])[:, 0].numpy()
         rows.append((outcome(hm, named, other, half_patch), shared(named, other),
-                     float(logits[0] - logits[1]), float(logits[0] - logits[2])))
+                     *heatmap_eval.erasure_drops(model, scene, text, [named, other])))
     return rows
 
 

@@ -220,6 +220,14 @@ def erase_object(scene, obj) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def erasure_drops(model, scene, text: str, objects) -> list[float]:
+    """How much the image–text logit of ``scene`` and ``text`` falls when each of ``objects`` is
+    erased (:func:`erase_object`): positive, the match needs that object. One batched model run."""
+    images = [scene.image] + [erase_object(scene, obj) for obj in objects]
+    logits = model.logits(images, [text])[:, 0].tolist()
+    return [logits[0] - erased for erased in logits[1:]]
+
+
 def named_objects(n: int = 200, seed: int = HELDOUT_SEED):
     """``n`` held-out two-object shapes scenes, each with the object its query names and the other
     one: ``[(scene, named, other), ...]``. The named object alternates between the first and the
